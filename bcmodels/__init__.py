@@ -1,0 +1,1 @@
+"""Breast-ultrasound (BUSI) classification: the study's pipeline as a reusable package."""

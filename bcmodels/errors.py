@@ -1,0 +1,16 @@
+"""The errors a user can cause and fix; each message names the file or key and says what to do.
+
+Kept free of heavy imports so that any process (preprocessing workers included) can import it cheaply.
+"""
+
+
+class ConfigError(ValueError):
+    """A setting in params.yaml is missing, unknown or invalid."""
+
+
+class DataError(RuntimeError):
+    """The data set could not be had, or does not match the manifest."""
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights could not be had, or do not fit the model."""
