@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from bcmodels.config import PreprocessConfig
 from bcmodels.download import ManifestEntry
+from bcmodels.errors import DataError
 from bcmodels.fileio import atomic_path
 
 IMAGES_FILE = "images.npy"
@@ -59,7 +60,7 @@ def load_image(path: Path, config: PreprocessConfig) -> np.ndarray:
             image.load()
             return np.asarray(to_square(image, config), dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{path}: cannot decode image ({err}). Re-run the download stage to restore it.") from err
+        raise DataError(f"{path}: cannot decode image ({err}). Re-run the download stage to restore it.") from err
 
 
 def preprocess(raw_dir: Path, entries: list[ManifestEntry], config: PreprocessConfig, out_dir: Path) -> np.ndarray:

@@ -9,6 +9,7 @@ from PIL import Image
 
 from bcmodels.config import PreprocessConfig
 from bcmodels.download import DATASET_DIR, install_dataset, read_manifest
+from bcmodels.errors import DataError
 from bcmodels.preprocess import IMAGES_FILE, INDEX_FILE, preprocess, read_index, to_square
 from tests.conftest import PROJECT_ROOT, REAL_ZIP, requires_real_zip
 
@@ -61,7 +62,7 @@ def test_undecodable_image_is_named(busi, tmp_path):
     broken = busi["tree"] / DATASET_DIR / "benign" / "benign (2).png"
     broken.write_bytes(broken.read_bytes()[:100])
     config = PreprocessConfig(image_size=32, resize_short_side=36, workers=1)
-    with pytest.raises(ValueError, match=r"benign \(2\)\.png: cannot decode image"):
+    with pytest.raises(DataError, match=r"benign \(2\)\.png: cannot decode image"):
         preprocess(busi["tree"] / DATASET_DIR, busi["entries"], config, tmp_path / "processed")
     assert not (tmp_path / "processed" / IMAGES_FILE).exists()
 
