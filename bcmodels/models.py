@@ -143,21 +143,22 @@ def load_state_dict_file(model: nn.Module, path: Path, head: str) -> list[str]:
 
 def build_model(arch: str, *, num_classes: int, image_size: int, weights: str = "none") -> nn.Module:
     """Build a classifier by name; weights: none, a torchvision weights name, or a state_dict path."""
+    local_file = weights != "none" and _is_path(weights)
     if arch in STUDY_ARCHS:
-        if weights != "none" and not _is_path(weights):
+        if weights != "none" and not local_file:
             raise WeightsError(f"{arch} has no published weights; use none or a path to a state_dict file")
         cls = SimpleCNN if arch == "simple_cnn" else StudyMobileNet
         model: nn.Module = cls(num_classes=num_classes, image_size=image_size)
         head = _final_linear(model)[0]
     elif arch in torchvision.models.list_models(module=torchvision.models):
-        spec = None if weights == "none" or _is_path(weights) else _torchvision_weights(arch, weights)
+        spec = None if weights == "none" or local_file else _torchvision_weights(arch, weights)
         if spec is not None:
             _fetch_torchvision_weights(arch, spec)
         model = torchvision.models.get_model(arch, weights=spec)
         head = replace_head(model, num_classes)
     else:
         raise ValueError(f"Invalid arch {arch!r}. Only {', '.join(available_archs())} are supported.")
-    if weights != "none" and _is_path(weights):
+    if local_file:
         dropped = load_state_dict_file(model, Path(weights), head)
         if dropped:
             print(f"weights {weights}: dropped {len(dropped)} head tensors of another shape: {', '.join(dropped)}")

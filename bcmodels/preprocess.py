@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import multiprocessing
 import os
 from pathlib import Path
@@ -16,7 +15,7 @@ from tqdm import tqdm
 from bcmodels.config import PreprocessConfig
 from bcmodels.download import ManifestEntry
 from bcmodels.errors import DataError
-from bcmodels.fileio import atomic_path
+from bcmodels.fileio import atomic_path, write_csv
 
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.csv"
@@ -74,12 +73,7 @@ def preprocess(raw_dir: Path, entries: list[ManifestEntry], config: PreprocessCo
     with atomic_path(out_dir / IMAGES_FILE) as tmp:
         with tmp.open("wb") as f:
             np.save(f, array)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "class", "sha256"])
-    writer.writerows([e.file, e.label, e.sha256] for e in entries)
-    with atomic_path(out_dir / INDEX_FILE) as tmp:
-        tmp.write_text(buffer.getvalue())
+    write_csv(out_dir / INDEX_FILE, ["file", "class", "sha256"], ([e.file, e.label, e.sha256] for e in entries))
     return array
 
 

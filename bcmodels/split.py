@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
-import io
+from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
 from bcmodels.config import CLASSES, SplitConfig
+from bcmodels.fileio import write_csv
 
 SPLITS = ("train", "val", "test")
 
@@ -39,13 +40,9 @@ def make_split(files: list[str], labels: list[str], config: SplitConfig) -> dict
     raise ValueError(f"Invalid split.strategy {config.strategy!r}. Only study is supported.")
 
 
-def split_csv(files: list[str], labels: list[str], assignment: dict[str, str]) -> str:
-    """CSV text (file, class, split) in the order of files."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "class", "split"])
-    writer.writerows([f, label, assignment[f]] for f, label in zip(files, labels))
-    return buffer.getvalue()
+def write_split(path: Path, files: list[str], labels: list[str], assignment: dict[str, str]) -> None:
+    """path as CSV (file, class, split), in the order of files."""
+    write_csv(path, ["file", "class", "split"], ([f, label, assignment[f]] for f, label in zip(files, labels)))
 
 
 def read_split(path) -> dict[str, str]:

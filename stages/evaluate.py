@@ -1,8 +1,6 @@
 """Stage evaluate@<model>: the test set once with the restored checkpoint; metrics JSON and predictions CSV."""
 
 import argparse
-import csv
-import io
 
 import torch
 
@@ -10,7 +8,7 @@ from bcmodels.cli import run_stage
 from bcmodels.config import load_params
 from bcmodels.data import load_subsets
 from bcmodels.evaluation import classification_metrics
-from bcmodels.fileio import write_json, write_text
+from bcmodels.fileio import write_csv, write_json
 from bcmodels.models import build_model
 from bcmodels.paths import PROCESSED_DIR, SPLIT_CSV, checkpoint_path, metrics_path, predictions_path
 from bcmodels.runtime import resolve_device
@@ -36,12 +34,12 @@ def main() -> None:
     metrics["epochs_run"] = checkpoint["epochs_run"]
     write_json(metrics_path(name), metrics)
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "actual", "predicted", *(f"p_{c}" for c in classes)])
-    for file, label, p in zip(test.files, test.labels.tolist(), probs):
-        writer.writerow([file, classes[label], classes[int(p.argmax())], *(f"{x:.6f}" for x in p)])
-    write_text(predictions_path(name), buffer.getvalue())
+    write_csv(
+        predictions_path(name),
+        ["file", "actual", "predicted", *(f"p_{c}" for c in classes)],
+        ([file, classes[label], classes[int(p.argmax())], *(f"{x:.6f}" for x in p)]
+         for file, label, p in zip(test.files, test.labels.tolist(), probs)),
+    )  # fmt: skip
     print(f"{name}: test accuracy {metrics['accuracy']:.3f}, weighted F1 {metrics['weighted']['f1']:.3f} "
           f"on {metrics['n_test']} images")  # fmt: skip
 

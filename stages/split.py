@@ -5,9 +5,8 @@ from collections import Counter
 from bcmodels.cli import run_stage
 from bcmodels.config import load_params
 from bcmodels.download import read_manifest
-from bcmodels.fileio import write_text
 from bcmodels.paths import SPLIT_CSV
-from bcmodels.split import SPLITS, make_split, split_csv
+from bcmodels.split import SPLITS, make_split, write_split
 
 
 def main() -> None:
@@ -15,7 +14,7 @@ def main() -> None:
     manifest = read_manifest(params.download.manifest)
     files, labels = [e.file for e in manifest], [e.label for e in manifest]
     assignment = make_split(files, labels, params.split)
-    write_text(SPLIT_CSV, split_csv(files, labels, assignment))
+    write_split(SPLIT_CSV, files, labels, assignment)
     counts = Counter(assignment.values())
     print(f"{SPLIT_CSV}: " + " / ".join(f"{s} {counts[s]}" for s in SPLITS))
 

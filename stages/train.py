@@ -1,8 +1,6 @@
 """Stage train@<model>: fit one model with the study's recipe; writes its checkpoint and per-epoch history."""
 
 import argparse
-import csv
-import io
 
 import torch
 
@@ -10,7 +8,7 @@ from bcmodels.cli import run_stage
 from bcmodels.config import CLASSES, load_params, to_dict
 from bcmodels.errors import ConfigError, WeightsError
 from bcmodels.data import load_subsets
-from bcmodels.fileio import atomic_path, write_text
+from bcmodels.fileio import atomic_path, write_csv
 from bcmodels.models import build_model, count_parameters
 from bcmodels.paths import PROCESSED_DIR, SPLIT_CSV, checkpoint_path, history_path
 from bcmodels.runtime import resolve_device, seed_everything
@@ -52,11 +50,11 @@ def main() -> None:
     }
     with atomic_path(checkpoint_path(name)) as tmp:
         torch.save(checkpoint, tmp)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in result.history)
-    write_text(history_path(name), buffer.getvalue())
+    write_csv(
+        history_path(name),
+        HISTORY_COLUMNS,
+        ([f"{v:.6g}" if isinstance(v, float) else v for v in (row[c] for c in HISTORY_COLUMNS)] for row in result.history),
+    )
     print(f"{name}: best epoch {result.best_epoch} of {result.epochs_run}; saved {checkpoint_path(name)}")
 
 

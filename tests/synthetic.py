@@ -41,6 +41,14 @@ def make_busi_tree(root: Path, counts: dict[str, int] = DEFAULT_COUNTS, seed: in
     return sorted(entries, key=lambda e: e.file)
 
 
+def parent_of(data: dict, dotted: str) -> tuple[dict, str]:
+    """The mapping that holds a dotted params key (train.simple_cnn.lr) and the key's last part."""
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data[key]
+    return data, last
+
+
 def write_manifest(path: Path, entries: list[ManifestEntry]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")

@@ -8,6 +8,7 @@ from ruamel.yaml import YAML
 from bcmodels.config import load_params, parse_params
 from bcmodels.errors import ConfigError
 from tests.conftest import PROJECT_ROOT
+from tests.synthetic import parent_of
 
 
 @pytest.fixture
@@ -37,10 +38,7 @@ def test_yaml_1_2_floats_as_dvc_writes_them(tmp_path, raw):
 
 def _mutated(raw, dotted: str, value):
     data = copy.deepcopy(raw)
-    *parents, last = dotted.split(".")
-    node = data
-    for key in parents:
-        node = node[key]
+    node, last = parent_of(data, dotted)
     if value is KeyError:
         del node[last]
     else:

@@ -14,7 +14,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.conftest import PROJECT_ROOT
-from tests.synthetic import make_busi_tree, write_manifest, zip_tree
+from tests.synthetic import make_busi_tree, parent_of, write_manifest, zip_tree
 
 MODELS = ["simple_cnn", "mobilenet", "resnet101"]
 GENERATED = ["dvc.lock", "data/split.csv", "metrics", "plots/history", "plots/predictions"]
@@ -43,10 +43,7 @@ def _set_params(path: Path, changes: dict[str, object]) -> None:
     yaml = YAML()  # round trip, as `dvc exp run -S` does: comments and layout stay
     data = yaml.load(path)
     for dotted, value in changes.items():
-        *parents, last = dotted.split(".")
-        node = data
-        for key in parents:
-            node = node[key]
+        node, last = parent_of(data, dotted)
         node[last] = value
     yaml.dump(data, path)
 

@@ -6,7 +6,7 @@ import pytest
 
 from bcmodels.config import SplitConfig
 from bcmodels.download import read_manifest
-from bcmodels.split import make_split, read_split, split_csv
+from bcmodels.split import make_split, read_split, write_split
 from tests.conftest import PROJECT_ROOT
 
 
@@ -41,9 +41,9 @@ def test_study_split_changes_with_the_seed(real_split):
     assert Counter(other.values()) == Counter(assignment.values()) and other != assignment
 
 
-def test_split_csv_round_trip(real_split, tmp_path):
+def test_split_file_round_trip(real_split, tmp_path):
     files, labels, assignment = real_split
     path = tmp_path / "split.csv"
-    path.write_text(split_csv(files, labels, assignment))
+    write_split(path, files, labels, assignment)
     assert read_split(path) == assignment
     assert path.read_text().splitlines()[0] == "file,class,split"
