@@ -14,17 +14,20 @@ from bcmodels.errors import ConfigError
 
 CLASSES = ("benign", "malignant", "normal")
 GEOMETRIES = ("study", "resize", "letterbox")
-SPLIT_STRATEGIES = ("study",)
+SPLIT_STRATEGIES = ("study", "grouped")
+CONFLICT_POLICIES = ("keep", "drop")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("adam",)
 
 
 @dataclass(frozen=True)
 class DownloadConfig:
-    url: str
+    urls: tuple[str, ...]  # mirrors, tried in order
     sha256: str
     manifest: str = "data/busi_manifest.tsv"
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # per connection attempt and per read
+    retries: int = 3  # further attempts per URL after a failed one (a partial file is resumed)
+    max_member_mb: float = 50.0  # an archive member larger than this is refused (no BUSI image is near it)
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,21 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    hash_size: int = 8  # perceptual hash of hash_size x hash_size bits
+    threshold: int = 10  # images whose hashes differ in at most this many bits are near-duplicates
+    report_thresholds: tuple[int, ...] = (4, 6, 8, 10, 12, 14)  # pair counts at these go into the metrics
+
+
+@dataclass(frozen=True)
 class SplitConfig:
-    strategy: str = "study"
-    test_fraction: float = 0.15
-    val_fraction: float = 0.15
+    strategy: str = "study"  # study | grouped (near-duplicate groups kept whole, stratified)
+    test_fraction: float = 0.15  # study strategy
+    val_fraction: float = 0.15  # study strategy: of what is left after the test split
     seed: int = 501
+    folds: int = 7  # grouped strategy: test is fold `fold`, validation the next fold, train the rest
+    fold: int = 0
+    conflicts: str = "drop"  # grouped strategy: label-conflict groups are kept or dropped
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.1
+    minority_only: bool = False  # the report's claim: augment only images of the minority classes
 
 
 @dataclass(frozen=True)
@@ -88,20 +102,33 @@ class TrainConfig:
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     augment: AugmentConfig = AugmentConfig()
+    class_weighted_loss: bool = False  # cross-entropy weighted by inverse class frequency in train
+    balanced_sampler: bool = False  # draw training images with equal expected count per class
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     batch_size: int = 32
+    bootstrap_resamples: int = 2000  # resamples of the test images for the 95% intervals
+    bootstrap_seed: int = 0
+    calibration_bins: int = 10  # equal-width confidence bins for ECE and the reliability diagram
+
+
+@dataclass(frozen=True)
+class RepeatConfig:
+    models: tuple[str, ...] = ("simple_cnn", "mobilenet")  # each needs a section in train
+    seeds: tuple[int, ...] = (1, 2, 3, 4)  # extra runs beside the main one (train.seed); see repeats/dvc.yaml
 
 
 @dataclass(frozen=True)
 class Params:
     download: DownloadConfig
     preprocess: PreprocessConfig
+    audit: AuditConfig
     split: SplitConfig
     train: TrainConfig
     evaluate: EvaluateConfig
+    repeat: RepeatConfig
 
 
 def _check_type(value: Any, annotation: Any, key: str) -> Any:
@@ -178,7 +205,11 @@ def _build_train(data: Any) -> TrainConfig:
 
 def validate(params: Params) -> Params:
     """Check value ranges and names that types alone cannot; raise ConfigError naming the key."""
-    pre, split, train = params.preprocess, params.split, params.train
+    download, pre, audit, split, train = params.download, params.preprocess, params.audit, params.split, params.train
+    _require(len(download.urls) > 0, "download.urls", "must list at least one URL")
+    _require(download.timeout_s > 0, "download.timeout_s", f"must be positive, got {download.timeout_s}")
+    _require(download.retries >= 0, "download.retries", f"must be 0 or more, got {download.retries}")
+    _require(download.max_member_mb > 0, "download.max_member_mb", f"must be positive, got {download.max_member_mb}")
     _one_of(pre.geometry, GEOMETRIES, "preprocess.geometry")
     _require(pre.image_size >= 8, "preprocess.image_size", f"must be at least 8, got {pre.image_size}")
     _require(
@@ -187,7 +218,15 @@ def validate(params: Params) -> Params:
         f"must be at least preprocess.image_size ({pre.image_size}), got {pre.resize_short_side}",
     )
     _require(pre.workers >= 0, "preprocess.workers", "must be 0 (all cores) or a positive count")
+    _require(audit.hash_size >= 4, "audit.hash_size", f"must be at least 4, got {audit.hash_size}")
+    bits = audit.hash_size**2
+    for key, value in (("audit.threshold", audit.threshold), *(
+        (f"audit.report_thresholds[{i}]", t) for i, t in enumerate(audit.report_thresholds))):
+        _require(0 <= value < bits, key, f"must be a bit count from 0 to {bits - 1}, got {value}")
     _one_of(split.strategy, SPLIT_STRATEGIES, "split.strategy")
+    _one_of(split.conflicts, CONFLICT_POLICIES, "split.conflicts")
+    _require(split.folds >= 3, "split.folds", f"must be at least 3 (test, validation, train), got {split.folds}")
+    _require(0 <= split.fold < split.folds, "split.fold", f"must be from 0 to split.folds - 1, got {split.fold}")
     for key, value in (("split.test_fraction", split.test_fraction), ("split.val_fraction", split.val_fraction)):
         _require(0.0 < value < 1.0, key, f"must be between 0 and 1, got {value}")
     _one_of(train.device, DEVICES, "train.device")
@@ -207,7 +246,18 @@ def validate(params: Params) -> Params:
         _require(model.lr > 0, f"train.{name}.lr", f"must be positive, got {model.lr}")
         _require(model.weight_decay >= 0, f"train.{name}.weight_decay", "must be zero or positive")
         _one_of(model.optimizer, OPTIMIZERS, f"train.{name}.optimizer")
-    _require(params.evaluate.batch_size > 0, "evaluate.batch_size", "must be positive")
+    evaluate = params.evaluate
+    _require(evaluate.batch_size > 0, "evaluate.batch_size", "must be positive")
+    _require(evaluate.bootstrap_resamples >= 1000, "evaluate.bootstrap_resamples",
+             f"must be at least 1000 for a 95% interval, got {evaluate.bootstrap_resamples}")  # fmt: skip
+    _require(evaluate.calibration_bins > 0, "evaluate.calibration_bins", "must be positive")
+    seeds = params.repeat.seeds
+    for name in params.repeat.models:
+        _require(name in train.model, "repeat.models",
+                 f"{name!r} has no section train.{name}. Sections: {', '.join(sorted(train.model))}")  # fmt: skip
+    _require(len(set(seeds)) == len(seeds), "repeat.seeds", f"must not repeat a seed, got {list(seeds)}")
+    _require(train.seed not in seeds, "repeat.seeds",
+             f"must not contain train.seed ({train.seed}): the main run is already that seed")  # fmt: skip
     return params
 
 
@@ -225,9 +275,11 @@ def parse_params(data: Any) -> Params:
     params = Params(
         download=_build(DownloadConfig, data["download"], "download"),
         preprocess=_build(PreprocessConfig, data["preprocess"], "preprocess"),
+        audit=_build(AuditConfig, data["audit"], "audit"),
         split=_build(SplitConfig, data["split"], "split"),
         train=_build_train(data["train"]),
         evaluate=_build(EvaluateConfig, data["evaluate"], "evaluate"),
+        repeat=_build(RepeatConfig, data["repeat"], "repeat"),
     )
     return validate(params)
 

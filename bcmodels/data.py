@@ -23,9 +23,16 @@ class Subset:
     images: torch.Tensor  # (N, 3, S, S) uint8
     labels: torch.Tensor  # (N,) int64, indices into CLASSES
 
+    def to(self, device: torch.device) -> Subset:
+        """The same subset with images and labels on device (the whole store is small: 780 x 150 KB)."""
+        return Subset(self.files, self.images.to(device), self.labels.to(device))
+
 
 def load_subsets(processed_dir: Path, split_path: Path) -> dict[str, Subset]:
-    """train / val / test subsets of the uint8 store, in store order, as assigned by split.csv."""
+    """train / val / test subsets of the uint8 store, in store order, as assigned by split.csv.
+
+    Images the split marks `excluded` (dropped label-conflict groups) are in none of them.
+    """
     index = read_index(processed_dir / INDEX_FILE)
     images = torch.from_numpy(np.load(processed_dir / IMAGES_FILE)).permute(0, 3, 1, 2)
     if len(index) != len(images):
@@ -45,8 +52,13 @@ def load_subsets(processed_dir: Path, split_path: Path) -> dict[str, Subset]:
     return subsets
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, S, S) to float, scaled to [0, 1] and standardised with ImageNet mean and std."""
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, S, S) to float32 in [0, 1], on the images' device."""
+    return images.float().div_(255.0)
+
+
+def standardize(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] standardised with the ImageNet mean and std."""
     mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean) / std
+    return (images - mean) / std

@@ -1,6 +1,6 @@
 """Stage download: the BUSI images and masks into data/raw/Dataset_BUSI_with_GT/, verified.
 
-Set BUSI_SOURCE to a local zip or extracted folder to skip the network.
+Set BUSI_SOURCE to a local zip, tar or extracted folder to skip the network.
 """
 
 from bcmodels.cli import run_stage
@@ -13,7 +13,7 @@ def main() -> None:
     params = load_params()
     manifest = read_manifest(params.download.manifest)
     source = resolve_source(params.download)
-    count = install_dataset(source, RAW_DIR, manifest)
+    count = install_dataset(source, RAW_DIR, manifest, params.download.max_member_mb)
     print(f"{RAW_DIR}: {count} files from {source}; all {len(manifest)} images match the manifest")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def make_busi_tree(root: Path, counts: dict[str, int] = DEFAULT_COUNTS, seed: in
     return sorted(entries, key=lambda e: e.file)
 
 
+def relative_files(folder: Path) -> set[str]:
+    """The files below folder, as "/"-separated paths relative to it."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
 def parent_of(data: dict, dotted: str) -> tuple[dict, str]:
     """The mapping that holds a dotted params key (train.simple_cnn.lr) and the key's last part."""
     *parents, last = dotted.split(".")
@@ -61,4 +67,12 @@ def zip_tree(root: Path, archive: Path, prefix: str = "") -> Path:
     with zipfile.ZipFile(archive, "w") as zf:
         for path in sorted(root.rglob("*")):
             zf.write(path, f"{prefix}{path.relative_to(root).as_posix()}")
+    return archive
+
+
+def tar_tree(root: Path, archive: Path, prefix: str = "", mode: str = "w:gz") -> Path:
+    """Tar everything under root, like zip_tree; mode "w" for a plain tar, "w:gz" for tar.gz."""
+    with tarfile.open(archive, mode) as tf:
+        for path in sorted(root.rglob("*")):
+            tf.add(path, f"{prefix}{path.relative_to(root).as_posix()}", recursive=False)
     return archive

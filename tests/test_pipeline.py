@@ -17,7 +17,11 @@ from tests.conftest import PROJECT_ROOT
 from tests.synthetic import make_busi_tree, parent_of, write_manifest, zip_tree
 
 MODELS = ["simple_cnn", "mobilenet", "resnet101"]
-GENERATED = ["dvc.lock", "data/split.csv", "metrics", "plots/history", "plots/predictions"]
+GENERATED = [
+    "dvc.lock", "data/split.csv", "data/audit", "metrics", "plots",
+    "repeats/dvc.lock", "repeats/metrics", "repeats/summary.json", "repeats/summary.md",
+]  # fmt: skip
+REPORT_FIGURES = ["confusion", "curves", "roc", "reliability"]
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -78,8 +82,10 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_every_output(repo):
     root = repo["root"]
-    for stage in ["download", "preprocess", "split", *(f"train@{m}" for m in MODELS), *(f"evaluate@{m}" for m in MODELS)]:
+    stages = ["download", "preprocess", "audit", "split", "leakage", "report"]
+    for stage in [*stages, *(f"train@{m}" for m in MODELS), *(f"evaluate@{m}" for m in MODELS)]:
         assert f"Running stage '{stage}'" in repo["repro"].stdout
+    assert "repeats/dvc.yaml" not in repo["repro"].stdout  # the plain repro is the single-seed study
     with open(root / "data" / "split.csv", newline="") as f:
         splits = [row["split"] for row in csv.DictReader(f)]
     assert (splits.count("train"), splits.count("val"), splits.count("test")) == (21, 4, 5)
@@ -93,7 +99,14 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
         with open(root / "plots" / "predictions" / f"{model}.csv", newline="") as f:
             assert len(list(csv.DictReader(f))) == 5
         assert (root / "data" / "checkpoints" / f"{model}.pt").is_file()
-    status = _run([repo["dvc"], "status"], root, repo["env"]).stdout
+        assert metrics["accuracy_ci95"]["low"] <= metrics["accuracy"] <= metrics["accuracy_ci95"]["high"]
+    data = json.loads((root / "metrics" / "data.json").read_text())
+    assert data["images"]["total"] == 30
+    report = (root / "plots" / "report" / "report.md").read_text()
+    assert all(model in report for model in MODELS)
+    for figure in REPORT_FIGURES:
+        assert (root / "plots" / "report" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    status = _run([repo["dvc"], "status", "dvc.yaml"], root, repo["env"]).stdout
     assert "up to date" in status
 
 
@@ -104,9 +117,12 @@ def test_plots_show_renders_history_and_confusion_for_every_model(repo):
         for plot in (f"plots/history/{model}.csv", f"plots/predictions/{model}.csv"):
             assert plot in shown and shown[plot][0]["type"] == "vega", plot
             assert "error" not in json.dumps(shown[plot]).lower()
+    for image in ["plots/audit/label_conflicts.png", *(f"plots/report/{f}.png" for f in REPORT_FIGURES)]:
+        assert shown[image][0]["type"] == "image", image
     _run([repo["dvc"], "plots", "show", "-o", "rendered"], root, repo["env"])
     html = (root / "rendered" / "index.html").read_text()
     assert html.count("vegaEmbed") >= 2 * len(MODELS)
+    assert html.count("<img") >= 1 + len(REPORT_FIGURES)
 
 
 def test_changing_one_models_setting_reruns_only_that_model_and_metrics_diff_shows_it(repo):
@@ -118,7 +134,26 @@ def test_changing_one_models_setting_reruns_only_that_model_and_metrics_diff_sho
     assert "Running stage 'train@simple_cnn'" in out and "Running stage 'evaluate@simple_cnn'" in out
     assert "Running stage 'train@mobilenet'" not in out and "Running stage 'train@resnet101'" not in out
     diff = json.loads(_run([dvc, "metrics", "diff", "--all", "--json"], root, env).stdout)
-    assert set(diff) == {f"metrics/{m}.json" for m in MODELS}
+    assert set(diff) == {"metrics/data.json", *(f"metrics/{m}.json" for m in MODELS)}
     assert diff["metrics/mobilenet.json"]["accuracy"]["old"] == diff["metrics/mobilenet.json"]["accuracy"]["new"]
     params = _run([dvc, "params", "diff"], root, env).stdout
     assert "train.simple_cnn.lr" in params and "0.01" in params
+
+
+def test_repeated_study_trains_only_what_is_missing_and_summarizes(repo):
+    root, env, dvc = repo["root"], repo["env"], repo["dvc"]
+    _set_params(root / "params.yaml", {"repeat.models": ["simple_cnn", "mobilenet"], "repeat.seeds": [1]})
+    first = _run([dvc, "repro", "repeats/dvc.yaml"], root, env).stdout
+    for stage in ["split@1", "train@simple_cnn-1", "train@mobilenet-1", "evaluate@simple_cnn-1", "summarize"]:
+        assert f"Running stage 'repeats/dvc.yaml:{stage}'" in first, stage
+    assert "Running stage 'train@" not in first  # the main runs are up to date and are not retrained
+    _set_params(root / "params.yaml", {"repeat.seeds": [1, 2]})
+    second = _run([dvc, "repro", "repeats/dvc.yaml"], root, env).stdout
+    assert "Running stage 'repeats/dvc.yaml:train@simple_cnn-2'" in second
+    for done in ["train@simple_cnn-1", "train@mobilenet-1"]:
+        assert f"Running stage 'repeats/dvc.yaml:{done}'" not in second
+        assert f"Stage 'repeats/dvc.yaml:{done}' didn't change, skipping" in second
+    summary = json.loads((root / "repeats" / "summary.json").read_text())
+    assert summary["models"]["simple_cnn"]["accuracy"]["n"] == 3  # the main run and seeds 1 and 2
+    assert "simple_cnn_vs_mobilenet" in summary["paired"]
+    assert "simple_cnn" in (root / "repeats" / "summary.md").read_text()

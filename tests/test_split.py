@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from bcmodels.config import SplitConfig
 from bcmodels.download import read_manifest
-from bcmodels.split import make_split, read_split, write_split
+from bcmodels.errors import ConfigError, DataError
+from bcmodels.split import EXCLUDED, SPLITS, _majority_class, make_split, read_split, write_split
 from tests.conftest import PROJECT_ROOT
 
 
@@ -47,3 +50,87 @@ def test_split_file_round_trip(real_split, tmp_path):
     write_split(path, files, labels, assignment)
     assert read_split(path) == assignment
     assert path.read_text().splitlines()[0] == "file,class,split"
+
+
+def _synthetic_groups(seed: int = 0) -> tuple[list[str], list[str], dict[str, int]]:
+    """About 600 images in groups of one to four images of one class each, classes in BUSI's proportions."""
+    rng = np.random.default_rng(seed)
+    files, labels, groups = [], [], {}
+    for label, n_groups in (("benign", 120), ("malignant", 60), ("normal", 40)):
+        for _ in range(n_groups):
+            group = len(set(groups.values()))
+            for _ in range(int(rng.integers(1, 5))):
+                files.append(f"{label}/{label} ({len(files)}).png")
+                labels.append(label)
+                groups[files[-1]] = group
+    return files, labels, groups
+
+
+def _with_conflict(files, labels, groups):
+    """One image of the first benign group filed again as malignant: a label-conflict group."""
+    twin = "malignant/malignant (copy).png"
+    return [*files, twin], [*labels, "malignant"], {**groups, twin: groups[files[0]]}
+
+
+GROUPED = SplitConfig(strategy="grouped")
+
+
+def test_grouped_split_keeps_groups_whole_and_stratifies():
+    files, labels, groups = _synthetic_groups()
+    assignment = make_split(files, labels, GROUPED, groups)
+    sides = {}
+    for f in files:
+        assert sides.setdefault(groups[f], assignment[f]) == assignment[f], f"group of {f} is split"
+    per_class = Counter(labels)
+    for (label, side), n in Counter((label, assignment[f]) for f, label in zip(files, labels)).items():
+        expected = 5 / 7 if side == "train" else 1 / 7
+        assert abs(n / per_class[label] - expected) < 0.03, (label, side, n)
+
+
+def test_grouped_folds_rotate_test_and_validation():
+    files, labels, groups = _synthetic_groups()
+    folds = [make_split(files, labels, dataclasses.replace(GROUPED, fold=k), groups) for k in range(GROUPED.folds)]
+    for f in files:
+        assert [a[f] for a in folds].count("test") == 1  # the test folds partition the data
+    for k, assignment in enumerate(folds):
+        following = folds[(k + 1) % GROUPED.folds]
+        assert {f for f in files if assignment[f] == "val"} == {f for f in files if following[f] == "test"}
+
+
+def test_grouped_split_does_not_depend_on_input_order():
+    files, labels, groups = _synthetic_groups()
+    assignment = make_split(files, labels, GROUPED, groups)
+    assert make_split(files[::-1], labels[::-1], GROUPED, groups) == assignment
+    assert make_split(files, labels, dataclasses.replace(GROUPED, seed=1), groups) != assignment
+
+
+def test_label_conflict_groups_are_excluded_or_kept_whole(tmp_path):
+    files, labels, groups = _with_conflict(*_synthetic_groups())
+    conflict = {f for f in files if groups[f] == groups[files[0]]}
+    dropped = make_split(files, labels, GROUPED, groups)
+    assert {f for f in files if dropped[f] == EXCLUDED} == conflict
+    kept = make_split(files, labels, dataclasses.replace(GROUPED, conflicts="keep"), groups)
+    assert len({kept[f] for f in conflict}) == 1 and kept[files[0]] in SPLITS
+    path = tmp_path / "split.csv"
+    write_split(path, files, labels, dropped)
+    assert read_split(path) == dropped
+    assert "malignant/malignant (copy).png,malignant,excluded" in path.read_text().splitlines()
+
+
+def test_majority_class_stratifies_a_mixed_group():
+    assert _majority_class(["benign", "malignant", "malignant"]) == "malignant"
+    assert _majority_class(["malignant", "benign"]) == "benign"  # a tie: the first class of CLASSES
+
+
+def test_grouped_split_needs_a_group_for_every_image():
+    files, labels, groups = _synthetic_groups()
+    del groups[files[3]]
+    with pytest.raises(DataError, match=r"no group for 1 images, e\.g\. .*Run `dvc repro audit`"):
+        make_split(files, labels, GROUPED, groups)
+
+
+def test_too_many_folds_for_the_data_is_a_config_error():
+    files, labels, groups = _synthetic_groups()
+    few = [f for f in files if groups[f] < 4]
+    with pytest.raises(ConfigError, match="split.folds: cannot make 7 grouped folds"):
+        make_split(few, [f.split("/")[0] for f in few], GROUPED, groups)

@@ -5,13 +5,18 @@ import dataclasses
 import pytest
 import torch
 
-from bcmodels.augment import augment_batch, study_augmentation
 from bcmodels.config import AugmentConfig, EarlyStoppingConfig, ModelConfig, SchedulerConfig, TrainConfig
 from bcmodels.data import Subset
 from bcmodels.evaluation import classification_metrics
 from bcmodels.models import build_model
-from bcmodels.runtime import resolve_device, seed_everything
-from bcmodels.training import EarlyStopping, evaluate_loss, fit, predict
+from bcmodels.runtime import memory_format, resolve_device, seed_everything
+from bcmodels.training import (
+    EarlyStopping,
+    EpochSetup,
+    batch_indices, epoch_order, evaluate_loss, fit, inverse_frequency_weights, minority_classes,
+    predict,
+    train_one_epoch,
+)
 from bcmodels.errors import ConfigError
 
 
@@ -38,9 +43,9 @@ def test_early_stopping_follows_the_studys_rule(losses, epochs_run, best):
     assert stopper.best_epoch == best
 
 
-def _subset(n: int, size: int, seed: int) -> Subset:
+def _subset(n: int, size: int, seed: int, pattern: tuple[int, ...] = (0, 1, 2)) -> Subset:
     g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 3
+    labels = torch.tensor(pattern).repeat(n // len(pattern) + 1)[:n]
     images = torch.randint(0, 100, (n, 3, size, size), generator=g, dtype=torch.uint8) + labels.view(-1, 1, 1, 1).to(torch.uint8) * 60
     return Subset(files=[f"f{i}.png" for i in range(n)], images=images, labels=labels)
 
@@ -59,13 +64,13 @@ def _config(**overrides) -> TrainConfig:
     return dataclasses.replace(base, **overrides)
 
 
-def _train_once(config: TrainConfig, arch: str = "simple_cnn"):
+def _train_once(config: TrainConfig, arch: str = "simple_cnn", pattern: tuple[int, ...] = (0, 1, 2)):
     seed_everything(config.seed, config.deterministic)
     model = build_model(arch, num_classes=3, image_size=32)
-    train, val, test = _subset(24, 32, 0), _subset(9, 32, 1), _subset(9, 32, 2)
+    train, val, test = _subset(24, 32, 0, pattern), _subset(9, 32, 1), _subset(9, 32, 2)
     result = fit(model, train, val, name=arch, model_config=ModelConfig(arch=arch, lr=1e-3), config=config,
                  device=torch.device("cpu"))  # fmt: skip
-    probs = torch.softmax(predict(model, test, batch_size=4, device=torch.device("cpu")), 1).numpy()
+    probs = torch.softmax(predict(model, test, batch_size=4), 1).numpy()
     return model, result, classification_metrics(test.labels.numpy(), probs), val
 
 
@@ -88,14 +93,14 @@ def test_fit_restores_the_best_epoch_and_steps_the_learning_rate():
     assert result.epochs_run == len(result.history) == 3
     best_loss = min(row["val_loss"] for row in result.history)
     assert result.history[result.best_epoch]["val_loss"] == best_loss
-    restored = evaluate_loss(model, val, batch_size=4, device=torch.device("cpu"))["loss"]
+    restored = evaluate_loss(model, val, batch_size=4)["loss"]
     assert restored == pytest.approx(best_loss, rel=1e-5)
     assert [row["lr"] for row in result.history] == pytest.approx([1e-3, 5e-4, 2.5e-4])
     assert all(row["seconds"] > 0 for row in result.history)
 
 
 def test_batch_larger_than_the_training_set_is_refused():
-    with pytest.raises(ValueError, match=r"train\.batch_size: 64 is larger than the training set \(24 images\)"):
+    with pytest.raises(ConfigError, match=r"train\.batch_size: 64 is larger than the training set \(24 images\)"):
         _train_once(_config(batch_size=64))
 
 
@@ -107,22 +112,6 @@ def test_cuda_asked_for_without_a_gpu_is_a_clear_error():
     assert resolve_device("auto").type == "cpu"
 
 
-def test_augmentation_off_is_identity_and_full_flip_mirrors():
-    images = _subset(4, 16, 3).images
-    off = study_augmentation(AugmentConfig(p=0.0))
-    assert torch.equal(augment_batch(images, off), images)
-    flip_only = AugmentConfig(p=1.0, hflip_p=1.0, rotation_deg=0, brightness=0, contrast=0, saturation=0, hue=0)
-    assert torch.equal(augment_batch(images, study_augmentation(flip_only)), images.flip(-1))
-
-
-def test_augmentation_draws_per_image():
-    images = _subset(1, 16, 4).images.repeat(64, 1, 1, 1)
-    torch.manual_seed(0)
-    out = augment_batch(images, study_augmentation(AugmentConfig()))
-    unchanged = sum(torch.equal(o, images[0]) for o in out)
-    assert 16 <= unchanged <= 48  # p = 0.5 per image, not one draw for the whole batch
-
-
 def test_a_lone_last_image_is_folded_into_the_previous_batch():
     # 9 images in batches of 4 would leave one image alone, which BatchNorm cannot train on.
     seed_everything(0, True)
@@ -131,3 +120,50 @@ def test_a_lone_last_image_is_folded_into_the_previous_batch():
     result = fit(model, _subset(9, 32, 0), _subset(6, 32, 1), name="mobilenet",
                  model_config=ModelConfig(arch="mobilenet", lr=1e-3), config=config, device=torch.device("cpu"))  # fmt: skip
     assert result.epochs_run == 1
+
+
+def test_batches_fold_a_lone_last_image_and_cover_every_index_once():
+    sizes = [len(b) for b in batch_indices(torch.arange(9), 4)]
+    assert sizes == [4, 5]
+    assert [len(b) for b in batch_indices(torch.arange(10), 4)] == [4, 4, 2]
+    assert sorted(torch.cat(batch_indices(torch.randperm(17), 8)).tolist()) == list(range(17))
+
+
+def test_class_weights_give_every_class_the_same_total_weight():
+    labels = torch.tensor([0] * 6 + [1] * 3 + [2] * 1)
+    weights = inverse_frequency_weights(labels, 3)
+    per_class_total = torch.bincount(labels, weights=weights[labels], minlength=3)
+    assert per_class_total.tolist() == pytest.approx([10 / 3] * 3)
+    assert minority_classes(labels, 3).tolist() == [False, True, True]
+
+
+def test_balanced_sampler_draws_every_class_about_equally():
+    labels = torch.tensor([0] * 80 + [1] * 15 + [2] * 5)
+    g = torch.Generator().manual_seed(0)
+    drawn = torch.cat([labels[epoch_order(labels, g, balanced=True)] for _ in range(50)])
+    shares = torch.bincount(drawn, minlength=3).float() / len(drawn)
+    assert shares.tolist() == pytest.approx([1 / 3] * 3, abs=0.03)
+    plain = epoch_order(labels, g, balanced=False)
+    assert sorted(plain.tolist()) == list(range(100))  # a permutation: every image once
+
+
+@pytest.mark.parametrize("option", [{"class_weighted_loss": True}, {"balanced_sampler": True}])
+def test_imbalance_options_change_the_run(option):
+    imbalanced = (0, 0, 0, 0, 1, 1, 2, 0)
+    _, plain, _, _ = _train_once(_config(max_epochs=1), pattern=imbalanced)
+    _, changed, _, _ = _train_once(_config(max_epochs=1, **option), pattern=imbalanced)
+    assert plain.history[0]["train_loss"] != changed.history[0]["train_loss"]
+
+
+def test_the_cuda_settings_train_on_cpu_too():
+    """bf16 autocast and channels-last (what CUDA uses) run through the same loop on the CPU."""
+    seed_everything(0, True)
+    model = build_model("simple_cnn", num_classes=3, image_size=32).to(memory_format=torch.channels_last)
+    setup = EpochSetup(batch_size=4, augment=AugmentConfig(), amp_dtype=torch.bfloat16, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    stats = train_one_epoch(model, _subset(12, 32, 0), optimizer, setup, generator=torch.Generator().manual_seed(0), desc="t")
+    assert 0 < stats["loss"] < 10 and 0 <= stats["accuracy"] <= 1
+    logits = predict(model, _subset(5, 32, 1), batch_size=4, amp_dtype=torch.bfloat16, memory_format=torch.channels_last)
+    assert logits.dtype == torch.float32 and logits.shape == (5, 3) and torch.isfinite(logits).all()
+    assert resolve_device("cpu").type == "cpu" and memory_format(torch.device("cpu")) == torch.contiguous_format
+    assert memory_format(torch.device("cuda")) == torch.channels_last

@@ -1,0 +1,168 @@
+"""Uncertainty of the test metrics: bootstrap intervals, calibration, and summaries over repeated runs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+LEVEL = 0.95  # every interval here is a 95% interval
+
+
+# --- Bootstrap over test images -------------------------------------------------------------------
+
+
+def bootstrap_confusions(labels: np.ndarray, preds: np.ndarray, n_classes: int, resamples: int,
+                         seed: int) -> np.ndarray:  # fmt: skip
+    """Confusion matrices (resamples, true, predicted) of the test images drawn with replacement.
+
+    One (true, predicted) cell code per image, a (resamples, n) array of draws, and one bincount with
+    each resample offset into its own block: 2000 x 117 draws take milliseconds.
+    """
+    labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
+    cells = labels * n_classes + preds
+    draws = np.random.default_rng(seed).integers(0, len(cells), size=(resamples, len(cells)))
+    block = n_classes * n_classes
+    codes = cells[draws] + block * np.arange(resamples)[:, None]
+    return np.bincount(codes.ravel(), minlength=resamples * block).reshape(resamples, n_classes, n_classes)
+
+
+def scores_from_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, macro F1, weighted F1 (each shape (R,)) and recall per class (shape (R, K)).
+
+    Same definitions as scikit-learn's, except where a ratio is 0/0 in a resample: a class with no true
+    image there has no recall (NaN, left out of its interval), and a class neither true nor predicted
+    there has no F1 (left out of that resample's macro mean), rather than counting either as 0.
+    """
+    confusions = np.asarray(confusions, dtype=np.float64)
+    true_positives = np.diagonal(confusions, axis1=1, axis2=2)
+    support = confusions.sum(axis=2)
+    predicted = confusions.sum(axis=1)
+    n = support.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = true_positives / support
+        f1 = 2 * true_positives / (support + predicted)
+    return {
+        "accuracy": true_positives.sum(axis=1) / n,
+        "macro_f1": np.nanmean(f1, axis=1),
+        "weighted_f1": np.nansum(f1 * support, axis=1) / n,
+        "recall": recall,
+    }
+
+
+def percentile_interval(samples: np.ndarray) -> dict[str, float] | None:
+    """The central 95% of the samples (NaNs ignored) as {"low", "high"}; None when no sample is defined."""
+    samples = np.asarray(samples, dtype=np.float64)
+    samples = samples[~np.isnan(samples)]
+    if samples.size == 0:
+        return None
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return {"low": float(low), "high": float(high)}
+
+
+def bootstrap_intervals(labels: np.ndarray, preds: np.ndarray, n_classes: int, *, resamples: int,
+                        seed: int) -> dict[str, dict[str, float] | None]:  # fmt: skip
+    """Percentile 95% intervals: keys accuracy, macro_f1, weighted_f1 and recall_<class index>."""
+    scores = scores_from_confusions(bootstrap_confusions(labels, preds, n_classes, resamples, seed))
+    intervals = {name: percentile_interval(scores[name]) for name in ("accuracy", "macro_f1", "weighted_f1")}
+    for k in range(n_classes):
+        intervals[f"recall_{k}"] = percentile_interval(scores["recall"][:, k])
+    return intervals
+
+
+# --- Calibration ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Top-label confidence in equal-width bins ((i-1)/B, i/B]; empty bins have NaN means."""
+
+    edges: np.ndarray  # (B + 1,)
+    count: np.ndarray  # (B,) images per bin
+    confidence: np.ndarray  # (B,) mean top-label probability
+    accuracy: np.ndarray  # (B,) fraction of those images whose top label is right
+
+
+def reliability_bins(labels: np.ndarray, probs: np.ndarray, n_bins: int) -> ReliabilityBins:
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == np.asarray(labels)).astype(np.float64)
+    # Right-closed bins as in Guo et al. 2017, so a confidence of exactly 1.0 lands in the top bin.
+    bin_of = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(bin_of, minlength=n_bins)
+    with np.errstate(invalid="ignore"):
+        mean_confidence = np.bincount(bin_of, weights=confidence, minlength=n_bins) / count
+        accuracy = np.bincount(bin_of, weights=correct, minlength=n_bins) / count
+    return ReliabilityBins(np.linspace(0.0, 1.0, n_bins + 1), count, mean_confidence, accuracy)
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: int) -> float:
+    """Sum over bins of |accuracy - mean confidence|, weighted by the share of images in the bin."""
+    bins = reliability_bins(labels, probs, n_bins)
+    filled = bins.count > 0
+    gaps = np.abs(bins.accuracy[filled] - bins.confidence[filled])
+    return float(np.sum(bins.count[filled] * gaps) / bins.count.sum())
+
+
+# --- Repeated runs ----------------------------------------------------------------------------------
+
+
+def run_scores(metrics: Mapping, classes: Sequence[str]) -> dict[str, float]:
+    """The numbers of one run's metrics JSON that are summarised over runs."""
+    scores = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro"]["f1"],
+              "weighted_f1": metrics["weighted"]["f1"]}  # fmt: skip
+    scores.update({f"recall_{c}": metrics[c]["recall"] for c in classes})
+    scores["ece"] = metrics["calibration"]["ece"]
+    return scores
+
+
+def describe(values: Sequence[float]) -> dict[str, float | int]:
+    """Mean, sample standard deviation (ddof=1), min, max and n of at least two values."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        raise ValueError(f"a spread needs at least two runs, got {values.size}")
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)), "min": float(values.min()),
+            "max": float(values.max()), "n": int(values.size)}  # fmt: skip
+
+
+def summarize_runs(runs: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float | int]]:
+    """Per metric, describe() over runs (seed -> run_scores); every run must have the same metrics."""
+    names = list(next(iter(runs.values())))
+    return {name: describe([scores[name] for scores in runs.values()]) for name in names}
+
+
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> dict:
+    """a - b over the seeds both have: mean, 95% t-interval over seeds, n, and each seed's difference.
+
+    Pairing by seed removes what both runs of a seed share (its split, when the split follows the seed).
+    """
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        raise ValueError(f"a paired comparison needs at least two shared seeds, got {seeds}")
+    diffs = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    mean, n = float(diffs.mean()), len(diffs)
+    half_width = scipy_stats.t.ppf(0.5 + LEVEL / 2, df=n - 1) * diffs.std(ddof=1) / np.sqrt(n)
+    return {"mean": mean, "ci95": {"low": float(mean - half_width), "high": float(mean + half_width)}, "n": n,
+            "per_seed": {f"seed{s}": float(d) for s, d in zip(seeds, diffs)}}  # fmt: skip
+
+
+def compare_models(runs: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict[str, dict[str, dict]]:
+    """Every pair of models (in the given order), keyed "<a>_vs_<b>": paired_difference of a - b per metric."""
+    comparisons = {}
+    for a, b in itertools.combinations(runs, 2):
+        names = list(next(iter(runs[a].values())))
+        comparisons[f"{a}_vs_{b}"] = {
+            name: paired_difference({s: r[name] for s, r in runs[a].items()}, {s: r[name] for s, r in runs[b].items()})
+            for name in names
+        }
+    return comparisons
+
+
+def repeat_summary(runs: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict:
+    """model -> seed -> run_scores, summarised: {"models": per model and metric, "paired": per pair and metric}."""
+    return {"models": {model: summarize_runs(by_seed) for model, by_seed in runs.items()},
+            "paired": compare_models(runs)}  # fmt: skip

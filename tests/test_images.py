@@ -1,0 +1,165 @@
+"""Image files as preprocess meets them: each odd case is converted by its rule or refused naming the file.
+
+Images are square and the geometry is `resize` to their own size, which PIL does as an exact copy, so the
+pixel values that come out are those of the conversion alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+import bcmodels
+from bcmodels.config import PreprocessConfig
+from bcmodels.errors import DataError
+from bcmodels.preprocess import MAX_ASPECT, MAX_PIXELS, load_image
+
+
+def _load(path: Path, size: int) -> np.ndarray:
+    return load_image(path, PreprocessConfig(geometry="resize", image_size=size))
+
+
+def test_grey_and_bilevel_images_are_replicated_into_three_channels(tmp_path):
+    grey = np.array([[0, 77], [200, 255]], dtype=np.uint8)
+    Image.fromarray(grey, "L").save(tmp_path / "grey.png")
+    Image.fromarray(grey > 100).save(tmp_path / "bilevel.png")  # mode "1"
+    assert np.array_equal(_load(tmp_path / "grey.png", 2), np.stack([grey] * 3, axis=-1))
+    assert np.array_equal(_load(tmp_path / "bilevel.png", 2)[..., 0], np.array([[0, 0], [255, 255]]))
+
+
+def test_palette_image_is_looked_up(tmp_path):
+    image = Image.fromarray(np.array([[0, 1], [1, 0]], dtype=np.uint8), "P")
+    image.putpalette([10, 20, 30, 255, 0, 0])
+    image.save(tmp_path / "palette.png")
+    out = _load(tmp_path / "palette.png", 2)
+    assert out[0, 0].tolist() == [10, 20, 30] and out[0, 1].tolist() == [255, 0, 0]
+
+
+def test_alpha_is_composited_on_black(tmp_path):
+    rgba = np.array([[[200, 100, 50, 255], [200, 100, 50, 128]], [[200, 100, 50, 0], [10, 20, 30, 1]]], np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    expected = [[[200, 100, 50], [100, 50, 25]], [[0, 0, 0], [0, 0, 0]]]  # round(c * alpha / 255)
+    assert _load(tmp_path / "rgba.png", 2).tolist() == expected
+    Image.fromarray(np.array([[[200, 128], [200, 255]]] * 2, np.uint8), "LA").save(tmp_path / "la.png")
+    assert _load(tmp_path / "la.png", 2)[0].tolist() == [[100, 100, 100], [200, 200, 200]]
+
+
+def test_transparent_palette_entry_becomes_black(tmp_path):
+    image = Image.fromarray(np.array([[0, 1], [1, 0]], dtype=np.uint8), "P")
+    image.putpalette([10, 20, 30, 255, 0, 0])
+    image.save(tmp_path / "palette.png", transparency=0)
+    out = _load(tmp_path / "palette.png", 2)
+    assert out[0, 0].tolist() == [0, 0, 0] and out[0, 1].tolist() == [255, 0, 0]
+
+
+def test_sixteen_bit_grey_is_scaled_by_the_full_range(tmp_path):
+    values = np.array([[0, 128, 129], [257, 25700, 32768], [40000, 65534, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    out = _load(tmp_path / "deep.png", 3)
+    expected = np.round(values / 257.0).astype(np.uint8)  # 0 -> 0, 65535 -> 255, no clipping at 255
+    assert out[..., 0].tolist() == [[0, 0, 1], [1, 100, 128], [156, 255, 255]] == expected.tolist()
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 0] == out[..., 2]).all()
+
+
+@pytest.mark.parametrize("dtype, mode", [(np.int32, "I"), (np.float32, "F")])
+def test_32_bit_images_are_refused(tmp_path, dtype, mode):
+    path = tmp_path / "benign (9).png"
+    Image.fromarray(np.arange(4, dtype=dtype).reshape(2, 2)).save(path, format="TIFF")  # a TIFF under a .png name
+    with pytest.raises(DataError, match=re.escape(f"{path}: unsupported image mode {mode};")):
+        _load(path, 2)
+
+
+@pytest.mark.parametrize(
+    "orientation, upright",
+    [
+        (2, lambda a: a[:, ::-1]),
+        (3, lambda a: a[::-1, ::-1]),
+        (6, lambda a: np.rot90(a, -1)),
+        (8, lambda a: np.rot90(a, 1)),
+    ],
+    ids=["mirrored", "upside-down", "rotate-clockwise", "rotate-anticlockwise"],
+)
+def test_exif_orientation_is_applied(tmp_path, orientation, upright):
+    stored = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3) * 5
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored, "RGB").save(tmp_path / "turned.png", exif=exif)
+    assert np.array_equal(_load(tmp_path / "turned.png", 4), upright(stored))
+
+
+@pytest.mark.parametrize("geometry", ["study", "resize", "letterbox"])
+def test_image_smaller_than_the_target_is_upsampled(tmp_path, geometry):
+    Image.new("RGB", (6, 4), (90, 90, 90)).save(tmp_path / "small.png")
+    out = load_image(tmp_path / "small.png", PreprocessConfig(geometry=geometry, image_size=32, resize_short_side=36))
+    assert out.shape == (32, 32, 3)
+    if geometry == "letterbox":  # 6 x 4 fitted to 32 x 21, black above and below
+        assert (out[:5] == 0).all() and (out[6:26] == 90).all() and (out[27:] == 0).all()
+    else:
+        assert (out == 90).all()
+
+
+def test_truncated_image_is_refused(tmp_path):
+    path = tmp_path / "benign (3).png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB").save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError, match=re.escape(f"{path}: cannot decode image (image file is truncated)")):
+        _load(path, 8)
+
+
+def test_no_module_lets_pil_load_truncated_images():
+    for module in pkgutil.iter_modules(bcmodels.__path__):
+        importlib.import_module(f"bcmodels.{module.name}")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+@pytest.mark.parametrize("content", [b"", b"benign lesion, see report\n", b"\x89PNG\r\n\x1a\n" + bytes(40)])
+def test_file_that_is_no_image_is_refused(tmp_path, content):
+    path = tmp_path / "benign (4).png"
+    path.write_bytes(content)
+    message = re.escape(f"{path}: cannot decode image (") + ".*Restore the verified original"
+    with pytest.raises(DataError, match=message):
+        _load(path, 8)
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims width x height: decoding it would allocate that much."""
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR follows the 8-byte signature, length and type
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("size", [(4097, 4096), (10_000, 10_000), (20_000, 20_000)],
+                         ids=["over MAX_PIXELS", "over PIL's warning limit", "over PIL's error limit"])  # fmt: skip
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, size):
+    path = tmp_path / "bomb.png"
+    message = f"{path}: refused as a possible decompression bomb"
+    if size == (4097, 4096):
+        Image.new("1", size).save(path)  # a real, fully decodable image of 16.8 MP, 2 kB on disk
+        message += ": 4097 x 4096 = 16,781,312 pixels, more than MAX_PIXELS (16,777,216)"
+    else:
+        _png_claiming(path, *size)  # PIL itself warns (then fails) first; both end the same way
+    assert size[0] * size[1] > MAX_PIXELS
+    with pytest.raises(DataError, match=re.escape(message)):
+        _load(path, 8)
+
+
+def test_extreme_aspect_ratio_is_refused(tmp_path):
+    Image.new("L", (1, MAX_ASPECT + 1)).save(tmp_path / "strip.png")
+    message = f"{tmp_path / 'strip.png'}: refused: 1 x 11 pixels, a side more than MAX_ASPECT (10)"
+    with pytest.raises(DataError, match=re.escape(message)):
+        _load(tmp_path / "strip.png", 8)
+    Image.new("L", (1, MAX_ASPECT)).save(tmp_path / "narrow.png")
+    assert _load(tmp_path / "narrow.png", 8).shape == (8, 8, 3)
