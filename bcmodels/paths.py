@@ -22,6 +22,9 @@ DATA_METRICS = METRICS_DIR / "data.json"
 # The repeated study (repeats/dvc.yaml) keeps its results apart, so that nothing of the plain
 # `dvc repro` depends on them.
 REPEAT_METRICS_DIR = Path("repeats/metrics")
+# The summary reads each model's main run from a copy here (stage main_run@<model> of repeats/dvc.yaml),
+# so that it depends on the main runs of repeat.models only, not on every model of train.models.
+REPEAT_MAIN_RUN_DIR = REPEAT_METRICS_DIR / "main"
 REPEAT_SUMMARY = Path("repeats/summary.json")
 REPEAT_REPORT = Path("repeats/summary.md")
 

@@ -8,7 +8,7 @@ from bcmodels.cli import run_stage
 from bcmodels.config import CLASSES, load_params
 from bcmodels.errors import ConfigError
 from bcmodels.fileio import write_json, write_text
-from bcmodels.paths import REPEAT_REPORT, REPEAT_SUMMARY, run_paths
+from bcmodels.paths import REPEAT_MAIN_RUN_DIR, REPEAT_REPORT, REPEAT_SUMMARY, run_paths
 from bcmodels.report import REPEATS_COMMAND, read_metrics, repeats_markdown, select_models
 from bcmodels.stats import repeat_summary, run_scores
 
@@ -24,7 +24,7 @@ def main() -> None:
     seeds = [params.train.seed, *params.repeat.seeds]
     runs = {}
     for model in models:
-        main_run = read_metrics(run_paths(model).metrics, model, f"dvc repro evaluate@{model}", "repeat.models")
+        main_run = read_metrics(REPEAT_MAIN_RUN_DIR / f"{model}.json", model, REPEATS_COMMAND, "repeat.models")
         runs[model] = {params.train.seed: run_scores(main_run, CLASSES)}
         for seed in params.repeat.seeds:
             repeat_run = read_metrics(run_paths(model, seed).metrics, model, REPEATS_COMMAND, "repeat.models")

@@ -144,7 +144,9 @@ def test_repeated_study_trains_only_what_is_missing_and_summarizes(repo):
     root, env, dvc = repo["root"], repo["env"], repo["dvc"]
     _set_params(root / "params.yaml", {"repeat.models": ["simple_cnn", "mobilenet"], "repeat.seeds": [1]})
     first = _run([dvc, "repro", "repeats/dvc.yaml"], root, env).stdout
-    for stage in ["split@1", "train@simple_cnn-1", "train@mobilenet-1", "evaluate@simple_cnn-1", "summarize"]:
+    stages = ["main_run@simple_cnn", "split@1", "train@simple_cnn-1", "train@mobilenet-1", "evaluate@simple_cnn-1",
+              "summarize"]  # fmt: skip
+    for stage in stages:
         assert f"Running stage 'repeats/dvc.yaml:{stage}'" in first, stage
     assert "Running stage 'train@" not in first  # the main runs are up to date and are not retrained
     _set_params(root / "params.yaml", {"repeat.seeds": [1, 2]})

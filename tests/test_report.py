@@ -15,7 +15,7 @@ from bcmodels.config import CLASSES
 from bcmodels.errors import ConfigError, DataError
 from bcmodels.evaluation import classification_metrics
 from bcmodels.fileio import write_csv, write_json
-from bcmodels.paths import REPEAT_REPORT, REPEAT_SUMMARY, REPORT_DIR, run_paths
+from bcmodels.paths import REPEAT_MAIN_RUN_DIR, REPEAT_REPORT, REPEAT_SUMMARY, REPORT_DIR, run_paths
 from bcmodels.report import (
     STUDY_TABLE_I,
     confusion_figure,
@@ -51,7 +51,8 @@ def _write_main_run(model: str) -> None:
     labels, probs = np.array(LABELS), _probs(*PREDICTIONS[model])
     epochs_run, best_epoch = EPOCHS[model]
     metrics = classification_metrics(labels, probs)
-    write_json(run.metrics, {**metrics, "best_epoch": best_epoch, "epochs_run": epochs_run})
+    for path in (run.metrics, REPEAT_MAIN_RUN_DIR / f"{model}.json"):  # the second: what main_run@<model> does
+        write_json(path, {**metrics, "best_epoch": best_epoch, "epochs_run": epochs_run})
     write_csv(run.predictions, ["file", "actual", "predicted", *(f"p_{c}" for c in CLASSES)],
               ([f"img{i}.png", CLASSES[y], CLASSES[int(p.argmax())], *(f"{x:.6f}" for x in p)]
                for i, (y, p) in enumerate(zip(labels, probs))))  # fmt: skip
@@ -189,7 +190,8 @@ def _repeat_metrics(accuracy: float, ece: float) -> dict:
 def _write_repeat_runs(accuracies: dict[str, list[float]]) -> None:
     """Seed 0 (train.seed, the main run) and seeds 1 and 2 of each model."""
     for model, values in accuracies.items():
-        for seed, accuracy in zip((None, 1, 2), values):
+        write_json(REPEAT_MAIN_RUN_DIR / f"{model}.json", _repeat_metrics(values[0], ece=values[0] / 10))
+        for seed, accuracy in zip((1, 2), values[1:]):
             write_json(run_paths(model, seed).metrics, _repeat_metrics(accuracy, ece=accuracy / 10))
 
 
