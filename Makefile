@@ -1,10 +1,11 @@
-# Two entry points for a fresh clone: `make study` (environment + `dvc repro`) and `make test`
-# (environment + the test suite). The environment is built once, again only when requirements.txt changes.
+# Entry points for a fresh clone: `make study` (environment + the whole study), `make test` (environment,
+# lint, the test suite). The environment is built once, again only when requirements.txt changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: env study test
+.PHONY: env study test lint predict plots-template
 
 env: $(VENV)/.installed
 
@@ -14,9 +15,28 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 
-# BUSI_SOURCE=/path/to/Dataset_BUSI_with_GT.zip make study   uses a local copy instead of the download.
+# Checks that every model can start, runs `dvc repro --keep-going`, makes the report of what ran and ends
+# with a summary (exit 1 if any stage could not run). BUSI_SOURCE=/path/to/Dataset_BUSI_with_GT.zip make study
+# uses a local copy of the data set instead of the download.
 study: env
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
+	$(RUN) python -m bcmodels.study
 
-test: env
+lint: env
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest
+
+# Classify the study split's test images with the main run's checkpoints (data/checkpoints, from `make study`)
+# and draw where each model looked: predictions/predictions.csv and predictions/gradcam/contact_sheet.png.
+PREDICT_MODELS ?= simple_cnn,mobilenet
+predict: env
+	awk -F, '$$3 == "test" {print "data/raw/Dataset_BUSI_with_GT/" $$1}' data/split.csv \
+	| xargs -d '\n' $(BIN)/python -m bcmodels.predict --model $(PREDICT_MODELS) --explain --out predictions
+
+# Rebuild .dvc/plots/offline_page.html, the page `dvc plots show` and `dvc plots diff` write, with Vega,
+# Vega-Lite and Vega-Embed inlined from the npm registry (versions pinned in the script), so the plots
+# render offline. Needs npm; the generated page and vendor/ licences are committed.
+plots-template:
+	$(PYTHON) .dvc/plots/build_offline_template.py

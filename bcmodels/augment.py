@@ -43,7 +43,9 @@ class AugmentDraws:
     jitter_on: tuple[bool, bool, bool, bool]  # an operation set to 0 is skipped, as ColorJitter does
 
 
-def draw(config: AugmentConfig, n: int, generator: torch.Generator, eligible: torch.Tensor | None = None) -> AugmentDraws:
+def draw(
+    config: AugmentConfig, n: int, generator: torch.Generator, eligible: torch.Tensor | None = None
+) -> AugmentDraws:
     """Draw the random choices for n images. eligible (n,) bool limits augmentation to some images."""
 
     def uniform(low: float, high: float) -> torch.Tensor:

@@ -1,14 +1,22 @@
-"""Typed, frozen view of params.yaml: every setting of the pipeline, validated once at load time."""
+"""params.yaml, read once into typed, frozen config objects and checked before anything uses it.
+
+params.yaml is the only source of settings: every field below is required there (the code has no
+defaults to drift from it). A value that is missing, unknown, of the wrong type, not finite or out of
+range is a ConfigError naming the dotted key, quoting at most a short prefix of the value.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.events import AliasEvent
 
 from bcmodels.errors import ConfigError
 
@@ -17,161 +25,224 @@ GEOMETRIES = ("study", "resize", "letterbox")
 SPLIT_STRATEGIES = ("study", "grouped")
 CONFLICT_POLICIES = ("keep", "drop")
 DEVICES = ("auto", "cpu", "cuda")
-OPTIMIZERS = ("adam",)
+# How a model meets the class imbalance (the study did nothing): loss weighted by inverse class
+# frequency, a sampler drawing every class equally often, or augmentation of the minority classes only.
+IMBALANCE = ("none", "class_weighted_loss", "balanced_sampler", "minority_augment")
+MAX_SEED = 2**32 - 1  # NumPy and scikit-learn take seeds up to this
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")  # model names become file names and DVC stage names
+MAX_PARAMS_BYTES = 1_000_000
+
+
+def _range(low: float, high: float, *, low_open: bool = False) -> Any:
+    """A dataclass field whose value must lie in [low, high] (or (low, high] with low_open)."""
+    return field(metadata={"range": (low, high, low_open)})
 
 
 @dataclass(frozen=True)
 class DownloadConfig:
     urls: tuple[str, ...]  # mirrors, tried in order
     sha256: str
-    manifest: str = "data/busi_manifest.tsv"
-    timeout_s: float = 60.0  # per connection attempt and per read
-    retries: int = 3  # further attempts per URL after a failed one (a partial file is resumed)
-    max_member_mb: float = 50.0  # an archive member larger than this is refused (no BUSI image is near it)
+    manifest: str
+    timeout_s: float = _range(0, 600, low_open=True)
+    retries: int = _range(0, 10)
+    max_archive_mb: float = _range(0, 100_000, low_open=True)  # a download stops once it is larger
+    max_member_mb: float = _range(0, 100_000, low_open=True)
+    max_total_mb: float = _range(0, 100_000, low_open=True)  # all members of an archive together
+    max_members: int = _range(1, 1_000_000)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    url: str
+    sha256: str  # of the file at url
+    member: str  # the state_dict inside it
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    geometry: str = "study"  # study: short side to resize_short_side, centre crop; resize; letterbox
-    image_size: int = 224
-    resize_short_side: int = 256  # used by the study geometry only
-    workers: int = 0  # 0 = one process per core
+    geometry: str
+    image_size: int = _range(8, 1024)
+    resize_short_side: int = _range(8, 2048)
+    workers: int = _range(0, 256)  # 0 = one process per core
+
+
+@dataclass(frozen=True)
+class PhashConfig:
+    hash_size: int = _range(4, 16)
+    threshold: int = _range(0, 255)  # bits
+    report_thresholds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    weights: str  # MobileNetV2 ImageNet state_dict
+    image_size: int = _range(32, 1024)
+    mid_block: int = _range(1, 18)  # the mid-level features are the output of features[:mid_block]
+    threshold: float = _range(0, 1, low_open=True)  # cosine similarity
+    report_thresholds: tuple[float, ...]
 
 
 @dataclass(frozen=True)
 class AuditConfig:
-    hash_size: int = 8  # perceptual hash of hash_size x hash_size bits
-    threshold: int = 10  # images whose hashes differ in at most this many bits are near-duplicates
-    report_thresholds: tuple[int, ...] = (4, 6, 8, 10, 12, 14)  # pair counts at these go into the metrics
+    phash: PhashConfig
+    features: FeatureConfig
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    strategy: str = "study"  # study | grouped (near-duplicate groups kept whole, stratified)
-    test_fraction: float = 0.15  # study strategy
-    val_fraction: float = 0.15  # study strategy: of what is left after the test split
-    seed: int = 501
-    folds: int = 7  # grouped strategy: test is fold `fold`, validation the next fold, train the rest
-    fold: int = 0
-    conflicts: str = "drop"  # grouped strategy: label-conflict groups are kept or dropped
+    strategy: str
+    test_fraction: float = _range(0, 1, low_open=True)
+    val_fraction: float = _range(0, 1, low_open=True)
+    seed: int = _range(0, MAX_SEED)
+    folds: int = _range(3, 50)
+    fold: int = _range(0, 49)
+    conflicts: str
 
 
 @dataclass(frozen=True)
 class EarlyStoppingConfig:
-    patience: int = 2  # epochs without a better validation loss before stopping
-    start_epoch: int = 5  # no stop before this epoch index (0-based)
+    patience: int = _range(1, 1000)
+    start_epoch: int = _range(0, 1000)
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    step_size: int = 7  # StepLR, stepped once per epoch
-    gamma: float = 0.1
+    step_size: int = _range(1, 1000)
+    gamma: float = _range(0, 1, low_open=True)
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    p: float = 0.5  # probability that the whole block below is applied to an image
-    hflip_p: float = 0.9
-    rotation_deg: float = 15.0
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.1
-    minority_only: bool = False  # the report's claim: augment only images of the minority classes
+    p: float = _range(0, 1)
+    hflip_p: float = _range(0, 1)
+    rotation_deg: float = _range(0, 180)
+    brightness: float = _range(0, 1)
+    contrast: float = _range(0, 1)
+    saturation: float = _range(0, 1)
+    hue: float = _range(0, 0.5)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str
-    lr: float
-    weights: str = "none"  # none | torchvision weights name (IMAGENET1K_V1, DEFAULT) | path to a state_dict
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
+    arch: str  # simple_cnn, mobilenet (the study's own networks) or a torchvision classifier
+    weights: str  # none | a torchvision weights name | a path to a state_dict file
+    lr: float = _range(0, 1, low_open=True)
+    weight_decay: float = _range(0, 1)
+    imbalance: str
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    models: tuple[str, ...]
-    model: dict[str, ModelConfig]
-    seed: int = 0
-    device: str = "auto"
-    deterministic: bool = True
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
-    batch_size: int = 8
-    max_epochs: int = 20
-    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
-    scheduler: SchedulerConfig = SchedulerConfig()
-    augment: AugmentConfig = AugmentConfig()
-    class_weighted_loss: bool = False  # cross-entropy weighted by inverse class frequency in train
-    balanced_sampler: bool = False  # draw training images with equal expected count per class
+    models: tuple[str, ...]  # the sections that `dvc repro` trains
+    seed: int = _range(0, MAX_SEED)
+    device: str
+    deterministic: bool
+    amp: bool
+    batch_size: int = _range(1, 4096)
+    max_epochs: int = _range(1, 1000)
+    early_stopping: EarlyStoppingConfig
+    scheduler: SchedulerConfig
+    augment: AugmentConfig
+    model_configs: dict[str, ModelConfig]  # every other key of train: one section per model name
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    batch_size: int = 32
-    bootstrap_resamples: int = 2000  # resamples of the test images for the 95% intervals
-    bootstrap_seed: int = 0
-    calibration_bins: int = 10  # equal-width confidence bins for ECE and the reliability diagram
+    batch_size: int = _range(1, 4096)
+    bootstrap_resamples: int = _range(1000, 1_000_000)
+    bootstrap_seed: int = _range(0, MAX_SEED)
+    calibration_bins: int = _range(1, 100)
 
 
 @dataclass(frozen=True)
 class RepeatConfig:
-    models: tuple[str, ...] = ("simple_cnn", "mobilenet")  # each needs a section in train
-    seeds: tuple[int, ...] = (1, 2, 3, 4)  # extra runs beside the main one (train.seed); see repeats/dvc.yaml
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CrossvalConfig:
+    models: tuple[str, ...]
+    folds: tuple[int, ...]  # test folds of the grouped split to run
+    seeds: tuple[int, ...]  # training seeds per fold
 
 
 @dataclass(frozen=True)
 class Params:
     download: DownloadConfig
+    backbone: BackboneConfig
     preprocess: PreprocessConfig
     audit: AuditConfig
     split: SplitConfig
     train: TrainConfig
     evaluate: EvaluateConfig
     repeat: RepeatConfig
+    crossval: CrossvalConfig
 
 
-def _check_type(value: Any, annotation: Any, key: str) -> Any:
-    """Return value if it fits annotation (ints are accepted as floats), else raise naming key."""
+def clip(text: str, limit: int = 60) -> str:
+    """text cut to limit characters: errors never print a whole (possibly huge) value."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """repr of a value, clipped."""
+    return clip(repr(value), limit)
+
+
+def _check_range(value: float, bounds: tuple[float, float, bool], key: str) -> None:
+    low, high, low_open = bounds
+    if not (low < value <= high if low_open else low <= value <= high):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ConfigError(f"{key}: must be in {interval}, got {short(value)}")
+
+
+def _check_type(value: Any, annotation: Any, key: str, bounds: tuple | None = None) -> Any:
+    """value if it has the annotated type (an int is accepted as a float), finite and in bounds."""
     origin = typing.get_origin(annotation)
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(annotation)
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return tuple(_check_type(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
+            raise ConfigError(f"{key}: expected a list, got {short(value)}")
+        return tuple(_check_type(v, item_type, f"{key}[{i}]", bounds) for i, v in enumerate(value))
     if dataclasses.is_dataclass(annotation):
         return _build(annotation, value, key)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if annotation is str and value is None:
         return "none"  # `weights: null` and `weights: none` mean the same
     if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}")
+        raise ConfigError(f"{key}: expected {annotation.__name__}, got {short(value)}")
+    if annotation is float and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value}")
+    if annotation is str and not value.strip():
+        raise ConfigError(f"{key}: must not be empty")
+    if bounds is not None:
+        _check_range(value, bounds, key)
     return value
 
 
 def _build(cls: type, data: Any, prefix: str, given: dict[str, Any] | None = None) -> Any:
-    """Build dataclass cls from a mapping, rejecting unknown keys and filling defaults.
+    """Build dataclass cls from a mapping: every field required, unknown keys refused.
 
     `given` holds fields already built by the caller (not read from data).
     """
     given = given or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{prefix}: expected a mapping, got {short(data)}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)} - set(given)
-    unknown = sorted(set(data) - names)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in given]
+    unknown = sorted(set(map(str, data)) - set(names))
     if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key. Valid keys: {', '.join(sorted(names))}")
+        raise ConfigError(f"{prefix}.{clip(unknown[0], 40)}: unknown key. Valid keys: {', '.join(names)}")
     kwargs = dict(given)
     for f in dataclasses.fields(cls):
-        key = f"{prefix}.{f.name}"
         if f.name in given:
             continue
-        if f.name in data:
-            kwargs[f.name] = _check_type(data[f.name], hints[f.name], key)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        key = f"{prefix}.{f.name}"
+        if f.name not in data:
             raise ConfigError(f"{key}: missing required key")
+        kwargs[f.name] = _check_type(data[f.name], hints[f.name], key, f.metadata.get("range"))
     return cls(**kwargs)
 
 
@@ -181,83 +252,112 @@ def _require(ok: bool, key: str, message: str) -> None:
 
 
 def _one_of(value: str, valid: tuple[str, ...], key: str) -> None:
-    _require(value in valid, key, f"invalid value {value!r}. Only {', '.join(valid)} are supported.")
+    _require(value in valid, key, f"invalid value {short(value)}. Only {', '.join(valid)} are supported.")
 
 
 def _build_train(data: Any) -> TrainConfig:
-    """train: shared recipe keys, plus one section per model name (train.<name>.lr, ...)."""
+    """train: the recipe's shared keys, and one section per model name (train.<name>.lr, ...)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"train: expected a mapping, got {data!r}")
-    shared_keys = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
-    models = {}
+        raise ConfigError(f"train: expected a mapping, got {short(data)}")
+    shared = {f.name for f in dataclasses.fields(TrainConfig)} - {"model_configs"}
+    sections = {}
     for name, section in data.items():
-        if name in shared_keys:
+        if name in shared:
             continue
-        if not isinstance(section, dict) or "arch" not in section:
-            raise ConfigError(
-                f"train.{name}: unknown key. Shared keys are {', '.join(sorted(shared_keys))}; "
-                "any other key is a model section with at least `arch` and `lr`."
-            )
-        models[name] = _build(ModelConfig, section, f"train.{name}")
-    shared = {k: v for k, v in data.items() if k in shared_keys}
-    return _build(TrainConfig, shared, "train", given={"model": models})
+        _require(
+            isinstance(name, str) and NAME.fullmatch(name) is not None,
+            f"train.{clip(str(name), 40)}",
+            "a model section's name must be a letter, then letters, digits or _ (at most 40)",
+        )
+        _require(
+            isinstance(section, dict),
+            f"train.{name}",
+            f"unknown key. Shared keys are {', '.join(sorted(shared))}; any other key is a model section "
+            "(a mapping with arch, weights, lr, weight_decay, imbalance)",
+        )
+        sections[name] = _build(ModelConfig, section, f"train.{name}")
+    return _build(
+        TrainConfig, {k: v for k, v in data.items() if k in shared}, "train", given={"model_configs": sections}
+    )
+
+
+def _models_list(names: tuple[str, ...], sections: dict[str, ModelConfig], key: str) -> None:
+    _require(len(names) > 0, key, "must name at least one model")
+    _require(len(set(names)) == len(names), key, f"names a model twice: {short(list(names))}")
+    for name in names:
+        _require(
+            name in sections,
+            key,
+            f"{short(name)} has no section train.{clip(str(name), 40)}. Sections: {', '.join(sorted(sections))}",
+        )
+
+
+def _distinct(values: tuple, key: str) -> None:
+    _require(len(set(values)) == len(values), key, f"lists a value twice: {short(list(values))}")
 
 
 def validate(params: Params) -> Params:
-    """Check value ranges and names that types alone cannot; raise ConfigError naming the key."""
-    download, pre, audit, split, train = params.download, params.preprocess, params.audit, params.split, params.train
+    """Checks across keys and of names that types and ranges alone cannot make."""
+    download, pre, phash, split, train = (
+        params.download,
+        params.preprocess,
+        params.audit.phash,
+        params.split,
+        params.train,
+    )
     _require(len(download.urls) > 0, "download.urls", "must list at least one URL")
-    _require(download.timeout_s > 0, "download.timeout_s", f"must be positive, got {download.timeout_s}")
-    _require(download.retries >= 0, "download.retries", f"must be 0 or more, got {download.retries}")
-    _require(download.max_member_mb > 0, "download.max_member_mb", f"must be positive, got {download.max_member_mb}")
+    for i, url in enumerate(download.urls):
+        _require(
+            url.startswith(("https://", "http://")),
+            f"download.urls[{i}]",
+            f"must be an http(s) URL, got {short(url)}. For a local copy set BUSI_SOURCE instead",
+        )
+    _require(params.backbone.url.startswith(("https://", "http://")), "backbone.url", "must be an http(s) URL")
+    for key, digest in (("download.sha256", download.sha256), ("backbone.sha256", params.backbone.sha256)):
+        _require(re.fullmatch(r"[0-9a-f]{64}", digest) is not None, key, "must be 64 lowercase hex digits")
     _one_of(pre.geometry, GEOMETRIES, "preprocess.geometry")
-    _require(pre.image_size >= 8, "preprocess.image_size", f"must be at least 8, got {pre.image_size}")
     _require(
         pre.resize_short_side >= pre.image_size,
         "preprocess.resize_short_side",
         f"must be at least preprocess.image_size ({pre.image_size}), got {pre.resize_short_side}",
     )
-    _require(pre.workers >= 0, "preprocess.workers", "must be 0 (all cores) or a positive count")
-    _require(audit.hash_size >= 4, "audit.hash_size", f"must be at least 4, got {audit.hash_size}")
-    bits = audit.hash_size**2
-    for key, value in (("audit.threshold", audit.threshold), *(
-        (f"audit.report_thresholds[{i}]", t) for i, t in enumerate(audit.report_thresholds))):
-        _require(0 <= value < bits, key, f"must be a bit count from 0 to {bits - 1}, got {value}")
+    bits = phash.hash_size**2
+    for i, t in enumerate((phash.threshold, *phash.report_thresholds)):
+        key = "audit.phash.threshold" if i == 0 else f"audit.phash.report_thresholds[{i - 1}]"
+        _require(0 <= t < bits, key, f"must be a bit count from 0 to {bits - 1}, got {t}")
+    for i, t in enumerate(params.audit.features.report_thresholds):
+        _check_range(t, (0, 1, True), f"audit.features.report_thresholds[{i}]")
     _one_of(split.strategy, SPLIT_STRATEGIES, "split.strategy")
     _one_of(split.conflicts, CONFLICT_POLICIES, "split.conflicts")
-    _require(split.folds >= 3, "split.folds", f"must be at least 3 (test, validation, train), got {split.folds}")
-    _require(0 <= split.fold < split.folds, "split.fold", f"must be from 0 to split.folds - 1, got {split.fold}")
-    for key, value in (("split.test_fraction", split.test_fraction), ("split.val_fraction", split.val_fraction)):
-        _require(0.0 < value < 1.0, key, f"must be between 0 and 1, got {value}")
+    _require(split.fold < split.folds, "split.fold", f"must be from 0 to split.folds - 1, got {split.fold}")
     _one_of(train.device, DEVICES, "train.device")
-    _require(train.batch_size > 0, "train.batch_size", f"must be positive, got {train.batch_size}")
-    _require(train.max_epochs > 0, "train.max_epochs", f"must be positive, got {train.max_epochs}")
-    _require(train.early_stopping.patience > 0, "train.early_stopping.patience", "must be positive")
-    _require(train.scheduler.step_size > 0, "train.scheduler.step_size", "must be positive")
-    _require(0.0 <= train.augment.p <= 1.0, "train.augment.p", "must be a probability in [0, 1]")
-    _require(len(train.models) > 0, "train.models", "must name at least one model")
-    for name in train.models:
+    _models_list(train.models, train.model_configs, "train.models")
+    for name, model in train.model_configs.items():
         _require(
-            name in train.model,
-            "train.models",
-            f"{name!r} has no section train.{name}. Sections: {', '.join(sorted(train.model))}",
+            NAME.fullmatch(model.arch) is not None,
+            f"train.{name}.arch",
+            f"not an architecture name: {short(model.arch)}",
         )
-    for name, model in train.model.items():
-        _require(model.lr > 0, f"train.{name}.lr", f"must be positive, got {model.lr}")
-        _require(model.weight_decay >= 0, f"train.{name}.weight_decay", "must be zero or positive")
-        _one_of(model.optimizer, OPTIMIZERS, f"train.{name}.optimizer")
-    evaluate = params.evaluate
-    _require(evaluate.batch_size > 0, "evaluate.batch_size", "must be positive")
-    _require(evaluate.bootstrap_resamples >= 1000, "evaluate.bootstrap_resamples",
-             f"must be at least 1000 for a 95% interval, got {evaluate.bootstrap_resamples}")  # fmt: skip
-    _require(evaluate.calibration_bins > 0, "evaluate.calibration_bins", "must be positive")
+        _one_of(model.imbalance, IMBALANCE, f"train.{name}.imbalance")
+    _models_list(params.repeat.models, train.model_configs, "repeat.models")
     seeds = params.repeat.seeds
-    for name in params.repeat.models:
-        _require(name in train.model, "repeat.models",
-                 f"{name!r} has no section train.{name}. Sections: {', '.join(sorted(train.model))}")  # fmt: skip
-    _require(len(set(seeds)) == len(seeds), "repeat.seeds", f"must not repeat a seed, got {list(seeds)}")
-    _require(train.seed not in seeds, "repeat.seeds",
-             f"must not contain train.seed ({train.seed}): the main run is already that seed")  # fmt: skip
+    _distinct(seeds, "repeat.seeds")
+    _require(
+        train.seed not in seeds,
+        "repeat.seeds",
+        f"must not contain train.seed ({train.seed}): the main run is already that seed",
+    )
+    for i, seed in enumerate(seeds):
+        _check_range(seed, (0, MAX_SEED, False), f"repeat.seeds[{i}]")
+    crossval = params.crossval
+    _models_list(crossval.models, train.model_configs, "crossval.models")
+    _require(len(crossval.folds) > 0 and len(crossval.seeds) > 0, "crossval", "folds and seeds must not be empty")
+    _distinct(crossval.folds, "crossval.folds")
+    _distinct(crossval.seeds, "crossval.seeds")
+    for i, fold in enumerate(crossval.folds):
+        _require(0 <= fold < split.folds, f"crossval.folds[{i}]", f"must be from 0 to split.folds - 1, got {fold}")
+    for i, seed in enumerate(crossval.seeds):
+        _check_range(seed, (0, MAX_SEED, False), f"crossval.seeds[{i}]")
     return params
 
 
@@ -265,31 +365,50 @@ def parse_params(data: Any) -> Params:
     """Build and validate Params from the mapping read out of params.yaml."""
     if not isinstance(data, dict):
         raise ConfigError("params.yaml: expected a mapping at the top level")
-    sections = {f.name for f in dataclasses.fields(Params)}
-    unknown = sorted(set(data) - sections)
+    sections = [f.name for f in dataclasses.fields(Params)]
+    unknown = sorted(set(map(str, data)) - set(sections))
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown section. Valid sections: {', '.join(sorted(sections))}")
-    missing = sorted(sections - set(data))
+        raise ConfigError(f"{clip(unknown[0], 40)}: unknown section. Valid sections: {', '.join(sections)}")
+    missing = [s for s in sections if s not in data]
     if missing:
         raise ConfigError(f"{missing[0]}: missing section")
-    params = Params(
-        download=_build(DownloadConfig, data["download"], "download"),
-        preprocess=_build(PreprocessConfig, data["preprocess"], "preprocess"),
-        audit=_build(AuditConfig, data["audit"], "audit"),
-        split=_build(SplitConfig, data["split"], "split"),
-        train=_build_train(data["train"]),
-        evaluate=_build(EvaluateConfig, data["evaluate"], "evaluate"),
-        repeat=_build(RepeatConfig, data["repeat"], "repeat"),
-    )
-    return validate(params)
+    hints = typing.get_type_hints(Params)
+    built = {name: _build(hints[name], data[name], name) for name in sections if name != "train"}
+    return validate(Params(**built, train=_build_train(data["train"])))
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML 1.2 document at path (as DVC reads it: `1e-4` is a float), refusing what could hurt.
+
+    Aliases are refused before anything is expanded (a 1 KB "billion laughs" alias chain would
+    expand to gigabytes), duplicate keys are refused by the loader, and syntax errors name the line.
+    """
+    if path.stat().st_size > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_PARAMS_BYTES:,} bytes; this is not the project's params file")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    yaml = YAML(typ="safe")
+    try:
+        for event in yaml.parse(text):
+            if isinstance(event, AliasEvent):
+                line = event.start_mark.line + 1
+                raise ConfigError(
+                    f"{path} line {line}: YAML aliases (*{clip(str(event.anchor), 20)}) are not "
+                    "supported; write the value out"
+                )
+        return yaml.load(text)
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{where}: {clip(str(problem), 120)}. Fix the YAML syntax") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read params.yaml with YAML 1.2 rules (as DVC writes it: `1e-4` is a float)."""
+    """Read and check params.yaml."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: not found. Run from the project root, where params.yaml lives.")
-    return parse_params(YAML(typ="safe").load(path.read_text()))
+    return parse_params(read_yaml(path))
 
 
 def to_dict(obj: Any) -> Any:

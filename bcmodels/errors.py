@@ -5,12 +5,15 @@ Kept free of heavy imports so that any process (preprocessing workers included) 
 
 
 class ConfigError(ValueError):
-    """A setting in params.yaml is missing, unknown or invalid."""
+    """A setting in params.yaml or on the command line is missing, unknown or invalid."""
 
 
 class DataError(RuntimeError):
-    """The data set could not be had, or does not match the manifest."""
+    """The data set could not be had, or a file between stages is missing or not what it should be."""
 
 
 class WeightsError(RuntimeError):
-    """Pretrained weights could not be had, or do not fit the model."""
+    """Pretrained weights or a checkpoint could not be had, or do not fit the model."""
+
+
+EXPECTED_ERRORS = (ConfigError, DataError, WeightsError)

@@ -1,12 +1,10 @@
-"""The report, from the metrics JSON and plot CSVs alone (no checkpoints): Markdown tables beside the
-study's own numbers, and PNG figures (confusion matrices, training curves, ROC curves, reliability)."""
+"""The report of the main run, from the metrics, history and prediction files alone (no checkpoints):
+our numbers beside the study's Table I, and PNG figures (confusion matrices, training curves, ROC curves,
+reliability diagrams)."""
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,42 +12,58 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import auc, roc_curve
 
-from bcmodels.config import TrainConfig
-from bcmodels.errors import ConfigError, DataError
+from bcmodels.errors import DataError
 from bcmodels.fileio import atomic_path, write_text
-from bcmodels.paths import REPEAT_REPORT, REPEAT_SUMMARY, REPORT_DIR, run_paths
+from bcmodels.formats.history import read_history
+from bcmodels.formats.metrics import read_detail
+from bcmodels.formats.predictions import read_predictions
 from bcmodels.stats import reliability_bins
+from bcmodels.tables import number, table
 
-# Table I ("Reported results") of the 2024 course report this project reproduces, as transcribed in
-# ../shared/STUDY.md; keyed by our model names. Its ResNet101 was fine-tuned from ImageNet weights.
+# Table I ("Reported results") of the 2024 course report this project reproduces (docs/study.md), keyed by
+# our model names. Its ResNet101 was fine-tuned from ImageNet weights: a resnet101 trained here from
+# scratch would sit beside pretrained numbers, so the column says what the study did.
 STUDY_TABLE_I = {
     "simple_cnn": {
         "precision": {"benign": 0.74, "malignant": 0.62, "normal": 0.53},
         "recall": {"benign": 0.82, "malignant": 0.58, "normal": 0.40},
         "f1": {"benign": 0.78, "malignant": 0.60, "normal": 0.46},
-        "weighted_f1": 0.68, "accuracy": 0.68, "epochs_run": 8, "best_epoch": 5,
+        "weighted_f1": 0.68,
+        "accuracy": 0.68,
+        "epochs_run": 8,
+        "best_epoch": 5,
     },
     "mobilenet": {
         "precision": {"benign": 0.66, "malignant": 0.59, "normal": 1.00},
         "recall": {"benign": 0.91, "malignant": 0.42, "normal": 0.20},
         "f1": {"benign": 0.76, "malignant": 0.49, "normal": 0.33},
-        "weighted_f1": 0.62, "accuracy": 0.66, "epochs_run": 9, "best_epoch": 6,
+        "weighted_f1": 0.62,
+        "accuracy": 0.66,
+        "epochs_run": 9,
+        "best_epoch": 6,
     },
     "resnet101": {
         "precision": {"benign": 0.89, "malignant": 0.87, "normal": 0.80},
         "recall": {"benign": 0.89, "malignant": 0.87, "normal": 0.80},
         "f1": {"benign": 0.89, "malignant": 0.87, "normal": 0.80},
-        "weighted_f1": 0.87, "accuracy": 0.87, "epochs_run": 7, "best_epoch": 4,
+        "weighted_f1": 0.87,
+        "accuracy": 0.87,
+        "epochs_run": 7,
+        "best_epoch": 4,
     },
-}  # fmt: skip
+}
 
 DPI = 100
-REPEATS_COMMAND = "dvc repro repeats/dvc.yaml"
-CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")  # of the history CSV
-METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "ece": "ECE"}
+NEVER_PREDICTED = "†"
 
 
-# --- Inputs -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one model's main run that the report reads (paths from dvc.yaml)."""
+
+    detail: Path
+    history: Path
+    predictions: Path
 
 
 @dataclass(frozen=True)
@@ -58,71 +72,44 @@ class ModelResults:
 
     name: str
     metrics: dict
-    history: dict[str, np.ndarray]  # CURVE_COLUMNS of plots/history/<model>.csv, one value per epoch
+    history: dict[str, np.ndarray]  # column of the history CSV -> one value per epoch
     classes: tuple[str, ...]
     labels: np.ndarray  # (N,) index into classes of each test image's true class
     probs: np.ndarray  # (N, K) predicted probabilities
 
 
-def select_models(requested: Sequence[str] | None, default: Sequence[str], train: TrainConfig) -> tuple[str, ...]:
-    """--models if given (each must have a section in train), else the default list (train.models, repeat.models)."""
-    for name in requested or ():
-        if name not in train.model:
-            raise ConfigError(f"--models: unknown model {name!r}. Sections of train: {', '.join(sorted(train.model))}")
-    return tuple(requested or default)
-
-
-def _require_file(path: Path, model: str, command: str, models_key: str) -> None:
-    if not path.is_file():
-        raise DataError(f"{path}: not found; `{command}` makes it. To leave {model} out, pass --models with the "
-                        f"other models or remove it from {models_key} in params.yaml")  # fmt: skip
-
-
-def read_metrics(path: Path, model: str, command: str, models_key: str = "train.models") -> dict:
-    """A metrics JSON written by evaluate; `command` makes it, `models_key` lists the model (named in errors)."""
-    _require_file(path, model, command, models_key)
-    metrics = json.loads(path.read_text())
-    for key in ("accuracy_ci95", "calibration"):
-        if key not in metrics:
-            raise DataError(f"{path}: no {key!r}; it was written by an older evaluate stage. Rerun `{command}`")
-    return metrics
-
-
-def _read_columns(path: Path) -> dict[str, list[str]]:
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {column: [row[column] for row in rows] for column in (rows[0] if rows else {})}
-
-
-def load_results(model: str) -> ModelResults:
-    """The main run's metrics, training history and test predictions; a missing file is a DataError."""
-    run, command = run_paths(model), f"dvc repro evaluate@{model}"
-    for path in (run.metrics, run.history, run.predictions):
-        _require_file(path, model, command, "train.models")
-    history, predictions = _read_columns(run.history), _read_columns(run.predictions)
-    classes = tuple(column.removeprefix("p_") for column in predictions if column.startswith("p_"))
+def load_results(name: str, files: RunFiles) -> ModelResults:
+    """A model's main run; a missing file is a DataError naming it and the stage that makes it."""
+    made_by = f"dvc repro evaluate@{name}"
+    predictions = read_predictions(files.predictions, made_by)
     return ModelResults(
-        name=model,
-        metrics=read_metrics(run.metrics, model, command),
-        history={column: np.array(history[column], dtype=float) for column in CURVE_COLUMNS},
-        classes=classes,
-        labels=np.array([classes.index(c) for c in predictions["actual"]], dtype=np.int64),
-        probs=np.array([predictions[f"p_{c}"] for c in classes], dtype=float).T,
+        name=name,
+        metrics=read_detail(files.detail, made_by),
+        history=read_history(files.history, f"dvc repro train@{name}"),
+        classes=predictions.classes,
+        labels=predictions.labels,
+        probs=predictions.probs,
     )
+
+
+def available_results(models: Sequence[str], files_of) -> tuple[list[ModelResults], dict[str, str]]:
+    """The results of every model whose files are there, and for the others why not (the error's text)."""
+    results, missing = [], {}
+    for name in models:
+        try:
+            results.append(load_results(name, files_of(name)))
+        except DataError as err:
+            missing[name] = str(err)
+    return results, missing
 
 
 # --- Markdown ---------------------------------------------------------------------------------------
 
 
-def _number(value: float, interval: Mapping[str, float] | None = None, digits: int = 2) -> str:
-    text = f"{value:.{digits}f}"
-    return f"{text} [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]" if interval else text
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+def _recall(metrics: dict, cls: str) -> str:
+    entry = metrics[cls]
+    text = number(entry["recall"], entry.get("recall_ci95"))
+    return text + (NEVER_PREDICTED if entry.get("predicted") == 0 else "")
 
 
 def _table_one(results: Sequence[ModelResults]) -> str:
@@ -131,40 +118,57 @@ def _table_one(results: Sequence[ModelResults]) -> str:
     header, columns = [""], []
     for r in results:
         m = r.metrics
-        ours = [_number(m[c]["precision"]) for c in classes]
-        ours += [_number(m[c]["recall"], m[c].get("recall_ci95")) for c in classes]
-        ours += [_number(m[c]["f1"]) for c in classes]
-        ours += [_number(m["weighted"]["f1"], m["weighted"]["f1_ci95"]), _number(m["accuracy"], m["accuracy_ci95"]),
-                 f"{m['epochs_run']} ({m['best_epoch']})"]  # fmt: skip
+        ours = [number(m[c]["precision"]) for c in classes]
+        ours += [_recall(m, c) for c in classes]
+        ours += [number(m[c]["f1"]) for c in classes]
+        ours += [
+            number(m["weighted"]["f1"], m["weighted"]["f1_ci95"]),
+            number(m["accuracy"], m["accuracy_ci95"]),
+            f"{m['epochs_run']} ({m['best_epoch']})",
+        ]
         header.append(f"{r.name}, here")
         columns.append(ours)
         study = STUDY_TABLE_I.get(r.name)
         if study:
-            theirs = [_number(study[k][c]) for k in ("precision", "recall", "f1") for c in classes]
-            theirs += [_number(study["weighted_f1"]), _number(study["accuracy"]),
-                       f"{study['epochs_run']} ({study['best_epoch']})"]  # fmt: skip
+            theirs = [number(study[k][c]) for k in ("precision", "recall", "f1") for c in classes]
+            theirs += [
+                number(study["weighted_f1"]),
+                number(study["accuracy"]),
+                f"{study['epochs_run']} ({study['best_epoch']})",
+            ]
             header.append(f"{r.name}, study")
             columns.append(theirs)
     labels = [f"{k} {c}" for k in ("precision", "recall", "F1") for c in classes]
     labels += ["weighted F1", "accuracy", "epochs run (best epoch index)"]
-    return _table(header, [[label, *(column[i] for column in columns)] for i, label in enumerate(labels)])
+    return table(header, [[label, *(column[i] for column in columns)] for i, label in enumerate(labels)])
 
 
-def report_markdown(results: Sequence[ModelResults], *, resamples: int, bootstrap_seed: int) -> str:
-    """plots/report/report.md: Table I of the study with our numbers beside it, then calibration and figures."""
+def report_markdown(
+    results: Sequence[ModelResults], missing: dict[str, str], *, resamples: int, bootstrap_seed: int
+) -> str:
+    """report.md: Table I of the study with our numbers beside it, then calibration, figures and what did not run."""
     n_test = sorted({r.metrics["n_test"] for r in results})
-    macro_f1 = [_number(r.metrics["macro"]["f1"], r.metrics["macro"]["f1_ci95"]) for r in results]
-    macro_auc = [_number(r.metrics["roc_auc"]["macro"]) if "macro" in r.metrics["roc_auc"] else "-" for r in results]
-    ece = [f"{r.metrics['calibration']['ece']:.3f} ({r.metrics['calibration']['bins']} bins)" for r in results]
-    beyond = _table(["", *(r.name for r in results)], [
-        ["macro F1", *macro_f1], ["macro ROC-AUC (one-vs-rest)", *macro_auc], ["ECE (top-label confidence)", *ece],
-    ])  # fmt: skip
+    m = [r.metrics for r in results]
+    beyond = table(
+        ["", *(r.name for r in results)],
+        [
+            ["macro F1", *(number(x["macro"]["f1"], x["macro"]["f1_ci95"]) for x in m)],
+            ["macro ROC-AUC (one-vs-rest)", *(number(x["roc_auc"].get("macro")) for x in m)],
+            [
+                "ECE (top-label confidence)",
+                *(f"{x['calibration']['ece']:.3f} ({x['calibration']['bins']} bins)" for x in m),
+            ],
+        ],
+    )
+    never = [f"{r.name}: {c}" for r in results for c in r.classes if r.metrics[c].get("predicted") == 0]
+    not_run = "".join(f"- **{name}** has no results: {why}\n" for name, why in missing.items())
     return f"""# Results beside the study
 
-Test set: {' / '.join(map(str, n_test))} images. "here" is this pipeline's main run (`metrics/<model>.json`),
-"study" the report's Table I (`STUDY_TABLE_I` in `bcmodels/report.py`, from ../shared/STUDY.md). In brackets:
-95% percentile bootstrap intervals over the test images ({resamples} resamples, seed {bootstrap_seed}); precision
-and per-class F1 have none here.
+Test set: {" / ".join(map(str, n_test))} images. "here" is this pipeline's main run (`metrics/detail/<model>.json`),
+"study" the report's Table I ([docs/study.md](../../docs/study.md)). In brackets, 95% intervals: for accuracy and
+weighted F1 the percentile bootstrap over the test images ({resamples} resamples, seed {bootstrap_seed}); for
+recall the exact binomial (Clopper-Pearson) interval of the images of that class found.
+{NEVER_PREDICTED} the model never predicted this class{": " + "; ".join(never) if never else ""}.
 
 {_table_one(results)}
 
@@ -174,11 +178,13 @@ and per-class F1 have none here.
 
 ECE is the expected calibration error: the gap between top-label confidence and accuracy, per equal-width
 confidence bin, weighted by the images in the bin (0 is perfectly calibrated).
+{"" if not missing else chr(10) + "## Not run" + chr(10) * 2 + not_run}
+## More runs
 
-## Repeated runs
-
-One training seed says little about a model. [{REPEAT_REPORT}]({os.path.relpath(REPEAT_REPORT, REPORT_DIR)}) gives each
-metric's mean, spread and paired model comparisons over several training seeds; it is produced by `{REPEATS_COMMAND}`.
+One split and one training seed say little about a model. The repeated study
+([repeats/summary.md](../../repeats/summary.md), `dvc repro repeats/dvc.yaml`) trains each model with more seeds;
+the cross-validation benchmark ([crossval/report.md](../../crossval/report.md), `dvc repro crossval/dvc.yaml`)
+tests every model on every image, leakage-free.
 
 ## Figures
 
@@ -189,47 +195,6 @@ metric's mean, spread and paired model comparisons over several training seeds; 
 ![ROC curves](roc.png)
 
 ![Reliability diagrams](reliability.png)
-"""
-
-
-def _metric_label(name: str) -> str:
-    return METRIC_LABELS.get(name, name.replace("_", " "))
-
-
-def repeats_markdown(summary: Mapping, seeds: Sequence[int]) -> str:
-    """The repeat report (paths.REPEAT_REPORT) from the summary of stats.repeat_summary; seeds[0] is the main run's."""
-    models = list(summary["models"])
-    names = list(summary["models"][models[0]])
-    spread = _table(["", *models], [
-        [_metric_label(name), *(f"{s['mean']:.3f} ± {s['std']:.3f} ({s['min']:.3f}-{s['max']:.3f})"
-                                for s in (summary["models"][m][name] for m in models))]
-        for name in names
-    ])  # fmt: skip
-    sections = []
-    for pair, comparison in summary["paired"].items():
-        a, b = pair.split("_vs_", 1)
-        pair_seeds = list(next(iter(comparison.values()))["per_seed"])
-        rows = [[_metric_label(name), _number(d["mean"], d["ci95"], digits=3),
-                 *(f"{d['per_seed'][s]:+.3f}" for s in pair_seeds)] for name, d in comparison.items()]  # fmt: skip
-        header = ["", "mean difference [95% t-interval]", *(s.replace("seed", "seed ") for s in pair_seeds)]
-        sections.append(f"### {a} - {b}\n\n{_table(header, rows)}")
-    paired = "\n\n".join(sections) if sections else "(one model only: nothing to compare)"
-    return f"""# Repeated runs
-
-Each model trained and evaluated once per training seed: {', '.join(map(str, seeds))} (seed {seeds[0]} is the
-main run of `dvc repro`). Produced by `{REPEATS_COMMAND}`; the numbers are in `{REPEAT_SUMMARY}`.
-
-## Per model: mean ± standard deviation (min-max) over the runs
-
-{spread}
-
-## Paired differences, same seed
-
-Each difference is the first model's number minus the second's, run against run of the same seed: positive
-means the first scored higher (better, except for ECE). The interval is a 95% t-interval over seeds; it covers
-the variation between training runs, not the uncertainty of the finite test set.
-
-{paired}
 """
 
 
@@ -294,17 +259,24 @@ def roc_figure(results: Sequence[ModelResults]) -> Figure:
 
 
 def reliability_figure(results: Sequence[ModelResults]) -> Figure:
-    """Accuracy per top-label confidence bin against the diagonal of perfect calibration, one panel per model."""
+    """Accuracy per top-label confidence bin against the diagonal of perfect calibration, one panel per model;
+    each bar is labelled with the number of test images in its bin."""
     fig, axes = _axes_row(results)
     for ax, r in zip(axes, results):
         calibration = r.metrics["calibration"]
         bins = reliability_bins(r.labels, r.probs, calibration["bins"])
         width = np.diff(bins.edges)
-        ax.bar(bins.edges[:-1], np.nan_to_num(bins.accuracy), width=width, align="edge", edgecolor="black",
-               label="accuracy")  # fmt: skip
+        ax.bar(
+            bins.edges[:-1],
+            np.nan_to_num(bins.accuracy),
+            width=width,
+            align="edge",
+            edgecolor="black",
+            label="accuracy in the bin (n = images)",
+        )
         for left, w, count, height in zip(bins.edges[:-1], width, bins.count, np.nan_to_num(bins.accuracy)):
             if count:
-                ax.text(left + w / 2, height + 0.01, str(count), ha="center", va="bottom", fontsize="x-small")
+                ax.text(left + w / 2, height + 0.01, f"n={count}", ha="center", va="bottom", fontsize="xx-small")
         ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
         ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="top-label confidence", ylabel="accuracy")
         ax.set_title(f"{r.name}: ECE {calibration['ece']:.3f}")
@@ -312,8 +284,12 @@ def reliability_figure(results: Sequence[ModelResults]) -> Figure:
     return fig
 
 
-FIGURES = {"confusion.png": confusion_figure, "curves.png": curves_figure, "roc.png": roc_figure,
-           "reliability.png": reliability_figure}  # fmt: skip
+FIGURES = {
+    "confusion.png": confusion_figure,
+    "curves.png": curves_figure,
+    "roc.png": roc_figure,
+    "reliability.png": reliability_figure,
+}
 
 
 def save_figure(fig: Figure, path: Path) -> None:
@@ -322,9 +298,14 @@ def save_figure(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
 
 
-def write_report(results: Sequence[ModelResults], out_dir: Path, *, resamples: int, bootstrap_seed: int) -> list[Path]:
+def write_report(
+    results: Sequence[ModelResults], missing: dict[str, str], out_dir: Path, *, resamples: int, bootstrap_seed: int
+) -> list[Path]:
     """report.md and the figures into out_dir; returns the paths written."""
+    if not results:
+        raise DataError("no model has results to report:\n  " + "\n  ".join(missing.values()))
     for name, draw in FIGURES.items():
         save_figure(draw(results), out_dir / name)
-    write_text(out_dir / "report.md", report_markdown(results, resamples=resamples, bootstrap_seed=bootstrap_seed))
+    markdown = report_markdown(results, missing, resamples=resamples, bootstrap_seed=bootstrap_seed)
+    write_text(out_dir / "report.md", markdown)
     return [out_dir / "report.md", *(out_dir / name for name in FIGURES)]

@@ -1,8 +1,9 @@
-"""Train / validation / test assignment of every image, written to data/split.csv."""
+"""Which images train, validate and test: the study's own split, or a grouped split that keeps every
+near-copy group of the audit whole on one side."""
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,13 +11,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from bcmodels.audit import conflict_groups
-from bcmodels.config import CLASSES, SplitConfig
+from bcmodels.config import CLASSES, Params, SplitConfig
 from bcmodels.errors import ConfigError, DataError
-from bcmodels.fileio import write_csv
-
-SPLITS = ("train", "val", "test")
-EXCLUDED = "excluded"  # grouped split, conflicts: drop: an image of a label-conflict group, in no subset
+from bcmodels.formats.groups import GroupRow, read_groups
+from bcmodels.formats.manifest import read_manifest
+from bcmodels.formats.split import EXCLUDED, SPLITS, write_split
 
 
 def study_split(files: list[str], labels: list[str], config: SplitConfig) -> dict[str, str]:
@@ -27,12 +26,17 @@ def study_split(files: list[str], labels: list[str], config: SplitConfig) -> dic
     by_class = {c: sorted(f for f, label in zip(files, labels) if label == c) for c in CLASSES}
     ordered = [(f, c) for c in CLASSES for f in by_class[c]]
     xs, ys = [f for f, _ in ordered], [c for _, c in ordered]
-    rest_x, test_x, rest_y, _ = train_test_split(
-        xs, ys, test_size=config.test_fraction, stratify=ys, random_state=config.seed
-    )
-    train_x, val_x = train_test_split(
-        rest_x, test_size=config.val_fraction, stratify=rest_y, random_state=config.seed
-    )
+    try:
+        rest_x, test_x, rest_y, _ = train_test_split(
+            xs, ys, test_size=config.test_fraction, stratify=ys, random_state=config.seed
+        )
+        train_x, val_x = train_test_split(
+            rest_x, test_size=config.val_fraction, stratify=rest_y, random_state=config.seed
+        )
+    except ValueError as err:  # a fraction that leaves a set too small to hold every class
+        raise ConfigError(
+            f"split.test_fraction, split.val_fraction: cannot split {len(xs)} images that way ({str(err)[:200]})"
+        ) from None
     assignment = {f: "train" for f in train_x}
     assignment.update({f: "val" for f in val_x})
     assignment.update({f: "test" for f in test_x})
@@ -46,30 +50,30 @@ def _majority_class(labels: list[str]) -> str:
 
 
 def grouped_split(
-    files: list[str], labels: list[str], groups: Mapping[str, int], config: SplitConfig
+    files: list[str], labels: list[str], groups: Mapping[str, GroupRow], config: SplitConfig
 ) -> dict[str, str]:
     """Every group of the audit whole on one side, stratified by class (StratifiedGroupKFold).
 
-    Test is fold `fold`, validation fold `fold + 1` (mod folds), train the rest. A group is
-    stratified by its majority class. Label-conflict groups (members of different classes) are
-    `excluded` with conflicts: drop, or kept whole, each image with its own class, with conflicts: keep.
-    Returns file -> split.
+    Test is fold `fold`, validation fold `fold + 1` (mod folds), train the rest. A group is stratified by
+    its majority class. Label-conflict groups are `excluded` with conflicts: drop, or kept whole, each
+    image with its own class, with conflicts: keep. Returns file -> split.
     """
     missing = [f for f in files if f not in groups]
     if missing:
-        raise DataError(f"the audit's groups.csv has no group for {len(missing)} images, e.g. {missing[0]}. "
-                        "Run `dvc repro audit` so that it covers every image of the manifest.")  # fmt: skip
+        raise DataError(
+            f"the audit's groups have no row for {len(missing)} images, e.g. {missing[0]}. "
+            "Run `dvc repro audit` so that they cover every image of the manifest."
+        )
     # Sorted by name so that the assignment does not depend on the order of the input.
     pairs = sorted(zip(files, labels))
-    members = defaultdict(list)
-    for f, label in pairs:
-        members[groups[f]].append(label)
-    conflicting = conflict_groups(groups, dict(pairs))
     assignment = {}
     if config.conflicts == "drop":
-        assignment = {f: EXCLUDED for f, _ in pairs if groups[f] in conflicting}
-        pairs = [(f, label) for f, label in pairs if groups[f] not in conflicting]
-    group_of = np.array([groups[f] for f, _ in pairs])
+        assignment = {f: EXCLUDED for f, _ in pairs if groups[f].conflict}
+        pairs = [(f, label) for f, label in pairs if not groups[f].conflict]
+    members = defaultdict(list)
+    for f, label in pairs:
+        members[groups[f].group].append(label)
+    group_of = np.array([groups[f].group for f, _ in pairs])
     stratum = [_majority_class(members[g]) for g in group_of]
     folds = StratifiedGroupKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
     fold_of = np.empty(len(pairs), dtype=int)
@@ -77,33 +81,55 @@ def grouped_split(
         for k, (_, held_out) in enumerate(folds.split(np.zeros(len(pairs)), stratum, group_of)):
             fold_of[held_out] = k
     except ValueError as err:  # too few images or groups for that many folds
-        raise ConfigError(f"split.folds: cannot make {config.folds} grouped folds of these {len(pairs)} images "
-                          f"({err}). Use fewer folds or split.strategy study.") from err  # fmt: skip
+        raise ConfigError(
+            f"split.folds: cannot make {config.folds} grouped folds of these {len(pairs)} images "
+            f"({str(err)[:200]}). Use fewer folds or split.strategy study."
+        ) from None
     val_fold = (config.fold + 1) % config.folds
     for (f, _), k in zip(pairs, fold_of):
         assignment[f] = "test" if k == config.fold else "val" if k == val_fold else "train"
     return assignment
 
 
+def fold_of_repeat(seed: int, folds: int) -> int:
+    """The test fold of the repeat run with this seed: seed mod folds, so repeats cover folds as well as seeds."""
+    return seed % folds
+
+
 def make_split(
-    files: list[str], labels: list[str], config: SplitConfig, groups: Mapping[str, int] | None = None
+    files: list[str], labels: list[str], config: SplitConfig, groups: Mapping[str, GroupRow] | None
 ) -> dict[str, str]:
-    """Dispatch on split.strategy (validated in config); `groups` (file -> audit group) only for grouped."""
+    """Dispatch on split.strategy (validated in config); groups are the audit's, needed by grouped only."""
     if config.strategy == "study":
-        return study_split(files, labels, config)
-    if config.strategy == "grouped":
+        assignment = study_split(files, labels, config)
+    else:
         if groups is None:
-            raise ValueError("split.strategy grouped needs the audit's groups (file -> group id)")
-        return grouped_split(files, labels, groups, config)
-    raise ValueError(f"Invalid split.strategy {config.strategy!r}. Only study and grouped are supported.")
+            raise DataError("split.strategy grouped needs the audit's groups; run `dvc repro audit`")
+        assignment = grouped_split(files, labels, groups, config)
+    empty = [s for s in SPLITS if s not in assignment.values()]
+    if empty:
+        raise ConfigError(f"split: these settings leave the {empty[0]} set empty; change split.* in params.yaml")
+    return assignment
 
 
-def write_split(path: Path, files: list[str], labels: list[str], assignment: dict[str, str]) -> None:
-    """path as CSV (file, class, split), in the order of files."""
-    write_csv(path, ["file", "class", "split"], ([f, label, assignment[f]] for f, label in zip(files, labels)))
-
-
-def read_split(path) -> dict[str, str]:
-    """file -> split (train, val, test or excluded) from data/split.csv."""
-    with open(path, newline="") as f:
-        return {row["file"]: row["split"] for row in csv.DictReader(f)}
+def write_split_file(
+    params: Params, groups_path: Path, out: Path, *, fold: int | None = None, seed: int | None = None
+) -> str:
+    """Split the manifest's images by params.split and write out; fold (cross-validation) forces the grouped
+    split with that test fold, seed (a repeat run) picks fold_of_repeat. Returns a one-line summary."""
+    config = params.split
+    if fold is not None:
+        if not 0 <= fold < config.folds:
+            raise ConfigError(f"--fold: must be from 0 to split.folds - 1 ({config.folds - 1}), got {fold}")
+        config = dataclasses.replace(config, strategy="grouped", fold=fold)
+    elif seed is not None:
+        config = dataclasses.replace(config, fold=fold_of_repeat(seed, config.folds))
+    entries = read_manifest(params.download.manifest)
+    files, labels = [e.file for e in entries], [e.label for e in entries]
+    groups = read_groups(groups_path) if config.strategy == "grouped" else None
+    assignment = make_split(files, labels, config, groups)
+    write_split(out, files, labels, assignment)
+    counts = Counter(assignment.values())
+    where = f" (fold {config.fold} of {config.folds})" if config.strategy == "grouped" else ""
+    excluded = f"; {counts[EXCLUDED]} images of label-conflict groups excluded" if counts[EXCLUDED] else ""
+    return f"{out}: {config.strategy}{where}: " + " / ".join(f"{s} {counts[s]}" for s in SPLITS) + excluded

@@ -1,9 +1,7 @@
-"""Uncertainty of the test metrics: bootstrap intervals, calibration, and summaries over repeated runs."""
+"""Uncertainty of test metrics: bootstrap and exact binomial intervals, and calibration."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,8 +13,9 @@ LEVEL = 0.95  # every interval here is a 95% interval
 # --- Bootstrap over test images -------------------------------------------------------------------
 
 
-def bootstrap_confusions(labels: np.ndarray, preds: np.ndarray, n_classes: int, resamples: int,
-                         seed: int) -> np.ndarray:  # fmt: skip
+def bootstrap_confusions(
+    labels: np.ndarray, preds: np.ndarray, n_classes: int, resamples: int, seed: int
+) -> np.ndarray:
     """Confusion matrices (resamples, true, predicted) of the test images drawn with replacement.
 
     One (true, predicted) cell code per image, a (resamples, n) array of draws, and one bincount with
@@ -64,14 +63,23 @@ def percentile_interval(samples: np.ndarray) -> dict[str, float] | None:
     return {"low": float(low), "high": float(high)}
 
 
-def bootstrap_intervals(labels: np.ndarray, preds: np.ndarray, n_classes: int, *, resamples: int,
-                        seed: int) -> dict[str, dict[str, float] | None]:  # fmt: skip
-    """Percentile 95% intervals: keys accuracy, macro_f1, weighted_f1 and recall_<class index>."""
+def binomial_interval(successes: int, trials: int) -> dict[str, float]:
+    """The exact (Clopper-Pearson) 95% interval of a proportion successes / trials (trials > 0).
+
+    Unlike a percentile bootstrap, it does not collapse to a point at 0 or at 1: 0 of 20 gives [0, 0.168].
+    """
+    tail = (1 - LEVEL) / 2
+    low = 0.0 if successes == 0 else float(scipy_stats.beta.ppf(tail, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(scipy_stats.beta.ppf(1 - tail, successes + 1, trials - successes))
+    return {"low": low, "high": high}
+
+
+def bootstrap_intervals(
+    labels: np.ndarray, preds: np.ndarray, n_classes: int, *, resamples: int, seed: int
+) -> dict[str, dict[str, float] | None]:
+    """Percentile 95% intervals of accuracy, macro_f1 and weighted_f1."""
     scores = scores_from_confusions(bootstrap_confusions(labels, preds, n_classes, resamples, seed))
-    intervals = {name: percentile_interval(scores[name]) for name in ("accuracy", "macro_f1", "weighted_f1")}
-    for k in range(n_classes):
-        intervals[f"recall_{k}"] = percentile_interval(scores["recall"][:, k])
-    return intervals
+    return {name: percentile_interval(scores[name]) for name in ("accuracy", "macro_f1", "weighted_f1")}
 
 
 # --- Calibration ------------------------------------------------------------------------------------
@@ -106,63 +114,3 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: in
     filled = bins.count > 0
     gaps = np.abs(bins.accuracy[filled] - bins.confidence[filled])
     return float(np.sum(bins.count[filled] * gaps) / bins.count.sum())
-
-
-# --- Repeated runs ----------------------------------------------------------------------------------
-
-
-def run_scores(metrics: Mapping, classes: Sequence[str]) -> dict[str, float]:
-    """The numbers of one run's metrics JSON that are summarised over runs."""
-    scores = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro"]["f1"],
-              "weighted_f1": metrics["weighted"]["f1"]}  # fmt: skip
-    scores.update({f"recall_{c}": metrics[c]["recall"] for c in classes})
-    scores["ece"] = metrics["calibration"]["ece"]
-    return scores
-
-
-def describe(values: Sequence[float]) -> dict[str, float | int]:
-    """Mean, sample standard deviation (ddof=1), min, max and n of at least two values."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        raise ValueError(f"a spread needs at least two runs, got {values.size}")
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)), "min": float(values.min()),
-            "max": float(values.max()), "n": int(values.size)}  # fmt: skip
-
-
-def summarize_runs(runs: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float | int]]:
-    """Per metric, describe() over runs (seed -> run_scores); every run must have the same metrics."""
-    names = list(next(iter(runs.values())))
-    return {name: describe([scores[name] for scores in runs.values()]) for name in names}
-
-
-def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> dict:
-    """a - b over the seeds both have: mean, 95% t-interval over seeds, n, and each seed's difference.
-
-    Pairing by seed removes what both runs of a seed share (its split, when the split follows the seed).
-    """
-    seeds = sorted(set(a) & set(b))
-    if len(seeds) < 2:
-        raise ValueError(f"a paired comparison needs at least two shared seeds, got {seeds}")
-    diffs = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
-    mean, n = float(diffs.mean()), len(diffs)
-    half_width = scipy_stats.t.ppf(0.5 + LEVEL / 2, df=n - 1) * diffs.std(ddof=1) / np.sqrt(n)
-    return {"mean": mean, "ci95": {"low": float(mean - half_width), "high": float(mean + half_width)}, "n": n,
-            "per_seed": {f"seed{s}": float(d) for s, d in zip(seeds, diffs)}}  # fmt: skip
-
-
-def compare_models(runs: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict[str, dict[str, dict]]:
-    """Every pair of models (in the given order), keyed "<a>_vs_<b>": paired_difference of a - b per metric."""
-    comparisons = {}
-    for a, b in itertools.combinations(runs, 2):
-        names = list(next(iter(runs[a].values())))
-        comparisons[f"{a}_vs_{b}"] = {
-            name: paired_difference({s: r[name] for s, r in runs[a].items()}, {s: r[name] for s, r in runs[b].items()})
-            for name in names
-        }
-    return comparisons
-
-
-def repeat_summary(runs: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict:
-    """model -> seed -> run_scores, summarised: {"models": per model and metric, "paired": per pair and metric}."""
-    return {"models": {model: summarize_runs(by_seed) for model, by_seed in runs.items()},
-            "paired": compare_models(runs)}  # fmt: skip

@@ -1,24 +1,29 @@
-"""The study's training loop: Adam, StepLR per epoch, early stopping on validation loss, best weights restored."""
+"""The study's training recipe: Adam, StepLR per epoch, early stopping on validation loss, best weights restored;
+and `train_model`, what the train stage runs: data, model, fit, checkpoint and history on disk."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from bcmodels import augment
-from bcmodels.config import CLASSES, AugmentConfig, ModelConfig, TrainConfig
-from bcmodels.data import Subset, standardize, to_unit_float
-from bcmodels.errors import ConfigError
-from bcmodels.runtime import autocast_dtype, memory_format
-
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds")
+from bcmodels.config import CLASSES, AugmentConfig, ModelConfig, Params, TrainConfig, to_dict
+from bcmodels.data import Subset, load_subsets
+from bcmodels.errors import ConfigError, DataError, WeightsError
+from bcmodels.formats.checkpoint import Checkpoint, save_checkpoint
+from bcmodels.formats.history import write_history
+from bcmodels.inference import IMAGENET_MEAN, IMAGENET_STD, autocast, predict_logits, standardize, to_unit_float
+from bcmodels.models import build_model, count_parameters
+from bcmodels.progress import progress, say
+from bcmodels.runtime import autocast_dtype, memory_format, resolve_device, seed_everything
 
 
 @dataclass
@@ -39,17 +44,13 @@ class EarlyStopping:
         return epoch >= self.start_epoch and epoch - self.best_epoch >= self.patience
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
 @dataclass(frozen=True)
 class EpochSetup:
     """How one training epoch draws, augments and weighs its images."""
 
     batch_size: int
     augment: AugmentConfig
-    augment_classes: torch.Tensor | None = None  # (classes,) bool: only these are augmented; None = all
+    augment_classes: torch.Tensor | None = None  # (classes,) bool, on the CPU: only these are augmented; None = all
     loss_weight: torch.Tensor | None = None  # (classes,) cross-entropy weights; None = unweighted
     balanced_sampler: bool = False
     amp_dtype: torch.dtype | None = None
@@ -103,24 +104,25 @@ def train_one_epoch(
     """One pass over the training set (data already on the model's device); mean loss and accuracy.
 
     The random order and augmentation draws come from generator (CPU), so a seed gives the same run
-    on any device. Loss and accuracy are summed on the device and read once per epoch.
+    on any device. Which images may be augmented is looked up in CPU copies, and loss and accuracy are
+    summed on the device and read once per epoch: no step waits for the device.
     """
     model.train()
     device = data.images.device
-    order = epoch_order(data.labels, generator, setup.balanced_sampler)
-    eligible_per_class = setup.augment_classes.to(device) if setup.augment_classes is not None else None
+    labels_cpu = data.labels.cpu()
+    order = epoch_order(labels_cpu, generator, setup.balanced_sampler)
     loss_weight = setup.loss_weight.to(device) if setup.loss_weight is not None else None
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    with tqdm(batch_indices(order, setup.batch_size), desc=desc, unit="batch", leave=False) as bar:
+    with progress(batch_indices(order, setup.batch_size), desc=desc, unit="batch") as bar:
         for step, idx in enumerate(bar):
+            eligible = setup.augment_classes[labels_cpu[idx]] if setup.augment_classes is not None else None
+            draws = augment.draw(setup.augment, len(idx), generator, eligible)
             idx = idx.to(device, non_blocking=True)
             labels = data.labels[idx]
-            eligible = eligible_per_class[labels].cpu() if eligible_per_class is not None else None
-            draws = augment.draw(setup.augment, len(idx), generator, eligible)
             images = standardize(augment.apply(to_unit_float(data.images[idx]), draws))
             images = images.contiguous(memory_format=setup.memory_format)
-            with _autocast(device, setup.amp_dtype):
+            with autocast(device, setup.amp_dtype):
                 logits = model(images)
                 loss = F.cross_entropy(logits.float(), labels, weight=loss_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -134,28 +136,9 @@ def train_one_epoch(
     return {"loss": total_loss.item() / n, "accuracy": correct.item() / n}
 
 
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    data: Subset,
-    *,
-    batch_size: int,
-    amp_dtype: torch.dtype | None = None,
-    memory_format: torch.memory_format = torch.contiguous_format,
-) -> torch.Tensor:
-    """Logits (fp32, on CPU) for every image of data (on the model's device), in order, in eval mode."""
-    model.eval()
-    outputs = []
-    device = data.images.device
-    for start in range(0, len(data.labels), batch_size):
-        images = standardize(to_unit_float(data.images[start : start + batch_size]))
-        with _autocast(device, amp_dtype):
-            outputs.append(model(images.contiguous(memory_format=memory_format)).float())
-    return torch.cat(outputs).cpu()
-
-
 def evaluate_loss(model: nn.Module, data: Subset, **kwargs) -> dict[str, float]:
-    logits = predict(model, data, **kwargs)
+    """Unweighted cross-entropy and accuracy of data (on the model's device)."""
+    logits = predict_logits(model, data.images, **kwargs)
     labels = data.labels.cpu()
     return {
         "loss": F.cross_entropy(logits, labels).item(),
@@ -163,18 +146,32 @@ def evaluate_loss(model: nn.Module, data: Subset, **kwargs) -> dict[str, float]:
     }
 
 
-def epoch_setup(config: TrainConfig, train_labels: torch.Tensor, device: torch.device) -> EpochSetup:
-    """The recipe's per-epoch settings, with the class-imbalance options (all off in the study)."""
-    num_classes = len(CLASSES)
+def epoch_setup(
+    config: TrainConfig, model_config: ModelConfig, train_labels: torch.Tensor, device: torch.device
+) -> EpochSetup:
+    """The recipe's per-epoch settings with the model's answer to the class imbalance (none in the study)."""
+    num_classes, imbalance = len(CLASSES), model_config.imbalance
+    minority = imbalance == "minority_augment"
     return EpochSetup(
         batch_size=config.batch_size,
         augment=config.augment,
-        augment_classes=minority_classes(train_labels, num_classes) if config.augment.minority_only else None,
-        loss_weight=inverse_frequency_weights(train_labels, num_classes) if config.class_weighted_loss else None,
-        balanced_sampler=config.balanced_sampler,
+        augment_classes=minority_classes(train_labels, num_classes) if minority else None,
+        loss_weight=inverse_frequency_weights(train_labels, num_classes)
+        if imbalance == "class_weighted_loss"
+        else None,
+        balanced_sampler=imbalance == "balanced_sampler",
         amp_dtype=autocast_dtype(device, config.amp),
         memory_format=memory_format(device),
     )
+
+
+def make_optimizer(model: nn.Module, model_config: ModelConfig) -> torch.optim.Optimizer:
+    """The study's optimiser: Adam with the model's lr and weight decay.
+
+    fused: one kernel over all parameters; on the CPU about 8x faster than the default for the study's
+    51M- and 206M-parameter heads, with the same update rule.
+    """
+    return torch.optim.Adam(model.parameters(), lr=model_config.lr, weight_decay=model_config.weight_decay, fused=True)
 
 
 @dataclass(frozen=True)
@@ -201,14 +198,10 @@ def fit(
             "lower it (the study used 8)"
         )
     model.to(device)
-    setup = epoch_setup(config, train.labels, device)
+    setup = epoch_setup(config, model_config, train.labels, device)
     model.to(memory_format=setup.memory_format)
     train, val = train.to(device), val.to(device)
-    # fused Adam: one kernel over all parameters; on CPU about 8x faster than the default for the
-    # study's 51M- and 206M-parameter heads, with the same update rule.
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=model_config.lr, weight_decay=model_config.weight_decay, fused=True
-    )
+    optimizer = make_optimizer(model, model_config)
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.scheduler.step_size, gamma=config.scheduler.gamma
     )
@@ -219,17 +212,25 @@ def fit(
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_stats = train_one_epoch(model, train, optimizer, setup, generator=generator, desc=f"{name} epoch {epoch}")
+        if not math.isfinite(train_stats["loss"]):
+            raise ConfigError(f"train.{name}.lr: the training loss diverged (not finite) in epoch {epoch}; lower it")
         val_stats = evaluate_loss(
             model, val, batch_size=config.batch_size, amp_dtype=setup.amp_dtype, memory_format=setup.memory_format
         )
         scheduler.step()
-        history.append({
-            "epoch": epoch, "train_loss": train_stats["loss"], "val_loss": val_stats["loss"],
-            "train_accuracy": train_stats["accuracy"], "val_accuracy": val_stats["accuracy"],
-            "lr": lr, "seconds": time.perf_counter() - start,
-        })  # fmt: skip
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_stats["loss"],
+                "val_loss": val_stats["loss"],
+                "train_accuracy": train_stats["accuracy"],
+                "val_accuracy": val_stats["accuracy"],
+                "lr": lr,
+                "seconds": time.perf_counter() - start,
+            }
+        )
         stop = stopper.update(epoch, val_stats["loss"], model)
-        tqdm.write(
+        say(
             f"{name} epoch {epoch}: train loss {train_stats['loss']:.4f} acc {train_stats['accuracy']:.3f} | "
             f"val loss {val_stats['loss']:.4f} acc {val_stats['accuracy']:.3f} | "
             f"{history[-1]['seconds']:.1f}s" + (" (best)" if stopper.best_epoch == epoch else "")
@@ -237,6 +238,63 @@ def fit(
         if stop:
             break
     if stopper.best_epoch < 0:
-        raise RuntimeError(f"{name}: the validation loss was never finite; lower train.{name}.lr")
+        raise ConfigError(f"train.{name}.lr: the validation loss was never finite; lower it")
     model.load_state_dict(stopper.best_state)
     return FitResult(history=history, best_epoch=stopper.best_epoch, epochs_run=len(history))
+
+
+def train_model(
+    params: Params, name: str, *, store: Path, split: Path, checkpoint: Path, history: Path, seed: int | None = None
+) -> FitResult:
+    """Train model section `name` on the split's train set (seed: train.seed unless given); write both files."""
+    if name not in params.train.model_configs:
+        raise ConfigError(
+            f"train.{name}: no such model section. Sections: {', '.join(sorted(params.train.model_configs))}"
+        )
+    config = params.train if seed is None else dataclasses.replace(params.train, seed=seed)
+    model_config = config.model_configs[name]
+    device = resolve_device(config.device)
+    seed_everything(config.seed, config.deterministic)
+    subsets = load_subsets(store, split)
+    image_size = subsets["train"].images.shape[-1]
+    if image_size != params.preprocess.image_size:
+        raise DataError(
+            f"{store}: images are {image_size} px but preprocess.image_size is "
+            f"{params.preprocess.image_size}; run `dvc repro preprocess`"
+        )
+    try:
+        model = build_model(
+            model_config.arch, num_classes=len(CLASSES), image_size=image_size, weights=model_config.weights
+        )
+    except (WeightsError, ConfigError) as err:
+        key = "weights" if isinstance(err, WeightsError) else "arch"
+        raise type(err)(f"train.{name}.{key}: {err}") from None
+    say(
+        f"{name}: {model_config.arch}, {count_parameters(model):,} parameters, weights {model_config.weights}, "
+        f"imbalance {model_config.imbalance}, {len(subsets['train'].labels)} train / {len(subsets['val'].labels)} "
+        f"val images, seed {config.seed}, on {device}"
+    )
+    result = fit(
+        model, subsets["train"], subsets["val"], name=name, model_config=model_config, config=config, device=device
+    )
+    pre = params.preprocess
+    save_checkpoint(
+        checkpoint,
+        Checkpoint(
+            model=name,
+            arch=model_config.arch,
+            classes=CLASSES,
+            geometry=pre.geometry,
+            image_size=image_size,
+            resize_short_side=pre.resize_short_side,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            model_config=to_dict(model_config),
+            train_config={k: v for k, v in to_dict(config).items() if k not in ("models", "model_configs")},
+            best_epoch=result.best_epoch,
+            epochs_run=result.epochs_run,
+            state_dict=model.state_dict(),
+        ),
+    )
+    write_history(history, result.history)
+    return result

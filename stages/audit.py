@@ -1,43 +1,43 @@
-"""Stage audit: exact and near-duplicate groups of the raw images (data/audit/), a contact sheet of label conflicts."""
+"""Stage audit: exact copies and near-copies of the raw images by two detectors, groups and label conflicts."""
 
+import argparse
 import os
 import time
+from pathlib import Path
 
-from bcmodels.audit import audit_images, conflict_sheet, group_rows, summarize, write_groups
+from bcmodels.audit import AuditFiles, run_audit
 from bcmodels.cli import run_stage
 from bcmodels.config import load_params
-from bcmodels.errors import DataError
-from bcmodels.fileio import write_json
-from bcmodels.paths import AUDIT_SUMMARY, CONTACT_SHEET, GROUPS_CSV, PROCESSED_DIR, RAW_DIR
-from bcmodels.preprocess import INDEX_FILE, read_index
+from bcmodels.formats.manifest import read_manifest
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--raw", type=Path, required=True, help="the verified Dataset_BUSI_with_GT folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for groups.csv, pairs.csv and audit.json")
+    parser.add_argument("--sheets", type=Path, required=True, help="folder for the contact sheets")
+    args = parser.parse_args()
     params = load_params()
-    index_path = PROCESSED_DIR / INDEX_FILE
-    if not index_path.is_file():
-        raise DataError(f"{index_path}: not found. Run `dvc repro preprocess` first.")
-    # The store's index fixes which images are audited and in which order (the same as the manifest's).
-    index = read_index(index_path)
-    # A worker process costs about a second to start: one per 100 images, at most one per core.
-    workers = min(os.cpu_count() or 1, 1 + len(index) // 100)
+    entries = read_manifest(params.download.manifest)
+    out = AuditFiles(
+        args.out / "groups.csv",
+        args.out / "pairs.csv",
+        args.out / "audit.json",
+        args.sheets / "label_conflicts.png",
+        args.sheets / "detector_disagreements.png",
+    )
     start = time.perf_counter()
-    audit = audit_images(RAW_DIR, [r["file"] for r in index], [r["class"] for r in index], params.audit, workers)
-    rows = group_rows(audit)
-    summary = summarize(audit, rows, params.audit)
-    write_groups(GROUPS_CSV, rows)
-    write_json(AUDIT_SUMMARY, summary)
-    conflict_sheet(RAW_DIR, summary, CONTACT_SHEET)
-    exact, near, conflicts = summary["exact_duplicates"], summary["near_duplicates"], summary["label_conflicts"]
-    print(f"{GROUPS_CSV}: {len(rows)} images in {time.perf_counter() - start:.1f}s; "
-          f"exact copies: {exact['groups']} groups ({exact['images']} images); "
-          f"near copies within {params.audit.threshold} bits: {near['groups']} groups ({near['images']} images); "
-          f"label conflicts: {conflicts['groups']} groups ({conflicts['images']} images)")  # fmt: skip
-    pairs = summary["pairs_within_bits"]
-    print("image pairs within " + ", ".join(f"{t} bits: {n}" for t, n in pairs.items()))
+    # A worker process costs about a second to start: one per 100 images, at most one per core.
+    summary = run_audit(args.raw, entries, params.audit, out, workers=min(os.cpu_count() or 1, 1 + len(entries) // 100))
+    pairs, near, conflicts = summary["pairs"], summary["near_duplicates"], summary["label_conflicts"]
+    print(
+        f"audit of {len(entries)} images in {time.perf_counter() - start:.1f}s: pairs by phash only "
+        f"{pairs['phash_only']}, deep features only {pairs['features_only']}, both {pairs['both']}, exact "
+        f"{pairs['exact']}; {near['groups']} groups of copies ({near['images']} images, largest {near['largest']}); "
+        f"{conflicts['groups']} label-conflict groups ({conflicts['images']} images)"
+    )
     for group in summary["label_conflict_groups"]:
         print("  conflict: " + ", ".join(f"{f} ({label})" for f, label in group["members"].items()))
-    print(f"{AUDIT_SUMMARY}, {CONTACT_SHEET}")
 
 
 if __name__ == "__main__":

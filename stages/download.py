@@ -1,20 +1,26 @@
-"""Stage download: the BUSI images and masks into data/raw/Dataset_BUSI_with_GT/, verified.
+"""Stage download: the BUSI images into --out, verified against the manifest.
 
 Set BUSI_SOURCE to a local zip, tar or extracted folder to skip the network.
 """
 
+import argparse
+from pathlib import Path
+
 from bcmodels.cli import run_stage
 from bcmodels.config import load_params
-from bcmodels.download import install_dataset, read_manifest, resolve_source
-from bcmodels.paths import RAW_DIR
+from bcmodels.download import install_dataset, resolve_source
+from bcmodels.formats.manifest import read_manifest
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="the Dataset_BUSI_with_GT folder to (re)place")
+    args = parser.parse_args()
     params = load_params()
     manifest = read_manifest(params.download.manifest)
     source = resolve_source(params.download)
-    count = install_dataset(source, RAW_DIR, manifest, params.download.max_member_mb)
-    print(f"{RAW_DIR}: {count} files from {source}; all {len(manifest)} images match the manifest")
+    count = install_dataset(source, args.out, manifest, params.download)
+    print(f"{args.out}: {count} images from {source}, all matching the manifest")
 
 
 if __name__ == "__main__":

@@ -1,26 +1,25 @@
-"""Stage leakage: metrics/data.json, the audit's counts and the val/test images with a near-copy on another side."""
+"""Stage leakage: the audit's counts and how many validation and test images have a near-copy in train."""
 
-import json
+import argparse
+from pathlib import Path
 
-from bcmodels.audit import data_metrics, read_groups
 from bcmodels.cli import run_stage
-from bcmodels.errors import DataError
-from bcmodels.fileio import write_json
-from bcmodels.paths import AUDIT_SUMMARY, DATA_METRICS, GROUPS_CSV, SPLIT_CSV
-from bcmodels.split import read_split
+from bcmodels.leakage import write_data_metrics
 
 
 def main() -> None:
-    for path, stage in ((AUDIT_SUMMARY, "audit"), (SPLIT_CSV, "split")):
-        if not path.is_file():
-            raise DataError(f"{path}: not found. Run `dvc repro {stage}` first.")
-    summary = json.loads(AUDIT_SUMMARY.read_text())
-    metrics = data_metrics(summary, read_groups(GROUPS_CSV), read_split(SPLIT_CSV))
-    write_json(DATA_METRICS, metrics)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--audit", type=Path, required=True, help="the audit's folder (groups.csv, audit.json)")
+    parser.add_argument("--split", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="the metrics JSON to write")
+    args = parser.parse_args()
+    metrics = write_data_metrics(args.audit, args.split, args.out)
     test, leaked = metrics["split"]["test"], metrics["test_near_copy_in_train_or_val"]
-    print(f"{DATA_METRICS}: {leaked['total']} of {test} test images have a near-copy in train or val "
-          f"({', '.join(f'{c} {n}' for c, n in leaked.items() if c != 'total')}); "
-          f"{metrics['split']['excluded']} images excluded")  # fmt: skip
+    print(
+        f"{args.out}: {leaked['total']} of {test} test images have a near-copy in train or val "
+        f"({', '.join(f'{c} {n}' for c, n in leaked.items() if c != 'total')}); "
+        f"{metrics['split']['excluded']} images excluded"
+    )
 
 
 if __name__ == "__main__":

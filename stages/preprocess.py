@@ -1,19 +1,24 @@
-"""Stage preprocess: every image to image_size x image_size RGB in data/processed/ (images.npy, index.csv)."""
+"""Stage preprocess: every image of the manifest to image_size x image_size RGB in the image store at --out."""
 
+import argparse
 import time
+from pathlib import Path
 
 from bcmodels.cli import run_stage
 from bcmodels.config import load_params
-from bcmodels.download import read_manifest
-from bcmodels.paths import PROCESSED_DIR, RAW_DIR
+from bcmodels.formats.manifest import read_manifest
 from bcmodels.preprocess import preprocess
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--raw", type=Path, required=True, help="the verified Dataset_BUSI_with_GT folder")
+    parser.add_argument("--out", type=Path, required=True, help="the image store folder to (re)place")
+    args = parser.parse_args()
     params = load_params()
     start = time.perf_counter()
-    array = preprocess(RAW_DIR, read_manifest(params.download.manifest), params.preprocess, PROCESSED_DIR)
-    print(f"{PROCESSED_DIR}: {array.shape} uint8 in {time.perf_counter() - start:.1f}s")
+    array = preprocess(args.raw, read_manifest(params.download.manifest), params.preprocess, args.out)
+    print(f"{args.out}: {array.shape} uint8 in {time.perf_counter() - start:.1f}s")
 
 
 if __name__ == "__main__":

@@ -1,42 +1,26 @@
-"""Stage split: data/split.csv (file, class, split) for every image of the manifest.
+"""Stage split: every image of the manifest to train, val, test (or excluded), written to --out.
 
-`--seed S --out PATH` is the repeat pipeline's form: the grouped split then tests fold S mod split.folds
-(each seed another fold of the same partition); the study split is the same for every seed.
+--fold K: the grouped split with test fold K (cross-validation); --seed S: a repeat run's split (grouped:
+test fold S mod split.folds; the study split is the same for every seed).
 """
 
 import argparse
-import dataclasses
-from collections import Counter
 from pathlib import Path
 
-from bcmodels.audit import read_groups
 from bcmodels.cli import run_stage
 from bcmodels.config import load_params
-from bcmodels.download import read_manifest
-from bcmodels.paths import GROUPS_CSV, SPLIT_CSV
-from bcmodels.split import EXCLUDED, SPLITS, make_split, write_split
+from bcmodels.split import write_split_file
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seed", type=int, help="repeat seed: the grouped split tests fold seed mod split.folds")
-    parser.add_argument("--out", type=Path, default=SPLIT_CSV, help=f"where to write the split (default {SPLIT_CSV})")
+    parser.add_argument("--groups", type=Path, required=True, help="the audit's groups.csv (used by grouped)")
+    parser.add_argument("--out", type=Path, required=True, help="the split CSV to write")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--fold", type=int, help="grouped split with this test fold")
+    choice.add_argument("--seed", type=int, help="the split of the repeat run with this seed")
     args = parser.parse_args()
-    params = load_params()
-    config = params.split
-    if args.seed is not None:
-        config = dataclasses.replace(config, fold=args.seed % config.folds)
-    manifest = read_manifest(params.download.manifest)
-    files, labels = [e.file for e in manifest], [e.label for e in manifest]
-    groups = None
-    if config.strategy == "grouped":
-        groups = {f: row.group for f, row in read_groups(GROUPS_CSV).items()}
-    assignment = make_split(files, labels, config, groups)
-    write_split(args.out, files, labels, assignment)
-    counts = Counter(assignment.values())
-    fold = f" (fold {config.fold} of {config.folds})" if config.strategy == "grouped" else ""
-    print(f"{args.out}: {config.strategy}{fold}: " + " / ".join(f"{s} {counts[s]}" for s in SPLITS)
-          + (f"; {counts[EXCLUDED]} images of label-conflict groups excluded" if counts[EXCLUDED] else ""))  # fmt: skip
+    print(write_split_file(load_params(), args.groups, args.out, fold=args.fold, seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -1,38 +1,25 @@
-"""Stage summarize_repeats (repeats/dvc.yaml): each model of repeat.models over its main run (train.seed) and
-its repeat runs (repeat.seeds): mean, standard deviation, min and max of each metric, and paired comparisons of
-each pair of models by seed. Writes paths.REPEAT_SUMMARY (JSON) and paths.REPEAT_REPORT (Markdown)."""
+"""Stage summarize (repeats/dvc.yaml): every model of repeat.models over its runs, the main run (train.seed)
+and repeat.seeds: mean, spread and paired comparisons by seed."""
 
 import argparse
+from pathlib import Path
 
 from bcmodels.cli import run_stage
-from bcmodels.config import CLASSES, load_params
-from bcmodels.errors import ConfigError
-from bcmodels.fileio import write_json, write_text
-from bcmodels.paths import REPEAT_MAIN_RUN_DIR, REPEAT_REPORT, REPEAT_SUMMARY, run_paths
-from bcmodels.report import REPEATS_COMMAND, read_metrics, repeats_markdown, select_models
-from bcmodels.stats import repeat_summary, run_scores
+from bcmodels.config import load_params
+from bcmodels.repeats import summarize_repeats
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", nargs="+", metavar="MODEL", help="models to summarise (default: repeat.models)")
+    parser.add_argument("--runs", type=Path, required=True, help="folder of seed<s>/<model>.json detail metrics")
+    parser.add_argument("--out", type=Path, required=True, help="folder for summary.json, summary.md, summary/")
     args = parser.parse_args()
     params = load_params()
-    if not params.repeat.seeds:
-        raise ConfigError("repeat.seeds: lists no seed; a spread over runs needs at least one besides train.seed")
-    models = select_models(args.models, params.repeat.models, params.train)
     seeds = [params.train.seed, *params.repeat.seeds]
-    runs = {}
-    for model in models:
-        main_run = read_metrics(REPEAT_MAIN_RUN_DIR / f"{model}.json", model, REPEATS_COMMAND, "repeat.models")
-        runs[model] = {params.train.seed: run_scores(main_run, CLASSES)}
-        for seed in params.repeat.seeds:
-            repeat_run = read_metrics(run_paths(model, seed).metrics, model, REPEATS_COMMAND, "repeat.models")
-            runs[model][seed] = run_scores(repeat_run, CLASSES)
-    summary = repeat_summary(runs)
-    write_json(REPEAT_SUMMARY, summary)
-    write_text(REPEAT_REPORT, repeats_markdown(summary, seeds))
-    print(f"{len(seeds)} runs of {', '.join(models)} summarised: {REPEAT_SUMMARY}, {REPEAT_REPORT}")
+    summarize_repeats(
+        params.repeat.models, seeds, args.runs, args.out / "summary.json", args.out / "summary.md", args.out / "summary"
+    )
+    print(f"{len(seeds)} runs of {', '.join(params.repeat.models)} summarised in {args.out}")
 
 
 if __name__ == "__main__":

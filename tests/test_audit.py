@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -13,26 +11,58 @@ import pytest
 from PIL import Image, ImageDraw, PngImagePlugin
 
 from bcmodels.audit import (
-    GroupRow,
+    AuditFiles,
     audit_images,
     conflict_sheet,
+    disagreement_sheet,
     exact_groups,
     group_rows,
     hamming_distances,
-    leakage,
+    linked_pairs,
     near_groups,
-    read_groups,
+    run_audit,
     summarize,
-    write_groups,
 )
-from bcmodels.config import AuditConfig, PreprocessConfig, SplitConfig
-from bcmodels.download import DATASET_DIR, read_manifest
+from bcmodels.download import DATASET_DIR
 from bcmodels.errors import DataError
-from bcmodels.preprocess import to_square
-from bcmodels.split import make_split
-from tests.conftest import PROJECT_ROOT, REAL_ZIP, requires_real_zip
+from bcmodels.formats.groups import GroupRow, read_groups, read_pairs, write_groups
+from bcmodels.formats.manifest import ManifestEntry, read_manifest, write_manifest
+from bcmodels.images import to_square
+from bcmodels.leakage import leakage, write_data_metrics
+from bcmodels.split import make_split, write_split_file
+from tests.conftest import (
+    PROJECT_ROOT,
+    REAL_ZIP,
+    SHARED_WEIGHTS,
+    project_params,
+    requires_real_zip,
+    requires_shared_weights,
+)
+from tests.synthetic import add_speckle, make_scan, neighbouring_frame, scan_image, shifted_crop, zoomed
 
 THRESHOLD = 6
+AUDIT = project_params().audit
+
+
+@pytest.fixture(scope="module")
+def random_backbone(tmp_path_factory) -> Path:
+    """MobileNetV2 feature weights of no training: enough to run the feature detector where only phash is tested."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "random.pth"
+    state = torchvision.models.mobilenet_v2().state_dict()
+    torch.save({k: v for k, v in state.items() if k.startswith("features.")}, path)
+    return path
+
+
+def phash_only(weights: Path, threshold: int = THRESHOLD, report=(0, 4)):
+    """The project's audit settings with a phash threshold of its own, and the feature detector linking only
+    identical frames (a similarity of 1), so that these tests see the perceptual hash alone."""
+    phash = dataclasses.replace(AUDIT.phash, threshold=threshold, report_thresholds=report)
+    features = dataclasses.replace(AUDIT.features, weights=str(weights), image_size=64, threshold=1.0)
+    return dataclasses.replace(AUDIT, phash=phash, features=features)
 
 
 def _frame(seed: int, w: int = 320, h: int = 240) -> Image.Image:
@@ -86,8 +116,8 @@ def copies(tmp_path: Path) -> dict:
 
 
 @pytest.fixture
-def audited(copies: dict):
-    audit = audit_images(copies["raw"], copies["files"], copies["labels"], AuditConfig(threshold=THRESHOLD))
+def audited(copies: dict, random_backbone: Path):
+    audit = audit_images(copies["raw"], copies["files"], copies["labels"], phash_only(random_backbone))
     return audit, group_rows(audit)
 
 
@@ -103,20 +133,21 @@ def test_hamming_distances_count_differing_bits():
         assert np.array_equal(hamming_distances(bits), expected)
 
 
-def test_near_groups_are_transitive_and_link_exact_copies():
-    d = np.full((6, 6), 40)
-    np.fill_diagonal(d, 0)
-    d[0, 1] = d[1, 0] = 5  # 0 ~ 1
-    d[1, 2] = d[2, 1] = 6  # 1 ~ 2, so 0 ~ 2 although 12 bits apart
-    d[0, 2] = d[2, 0] = 12
+def test_near_groups_are_transitive_over_the_links_of_either_detector_and_exact_copies():
+    bits = np.full((6, 6), 40)
+    np.fill_diagonal(bits, 0)
+    bits[0, 1] = bits[1, 0] = 5  # 0 ~ 1 by phash
+    cosine = np.eye(6)
+    cosine[1, 2] = cosine[2, 1] = 0.97  # 1 ~ 2 by deep features only, so 0 ~ 2 although neither links them
     exact = exact_groups(["a", "b", "c", "x", "y", "x"])  # 3 and 5: same pixels, yet 40 bits apart
     assert exact == [None, None, None, 0, None, 0]
-    assert near_groups(d, exact, threshold=6) == [0, 0, 0, 1, 2, 1]
-    assert near_groups(d, exact, threshold=5) == [0, 0, 1, 2, 3, 2]
+    exact_links = np.array([[e is not None and e == f for f in exact] for e in exact])
+    assert near_groups((bits <= 6) | (cosine >= 0.95) | exact_links) == [0, 0, 0, 1, 2, 1]
+    assert near_groups((bits <= 6) | exact_links) == [0, 0, 1, 2, 3, 2]
 
 
 def test_exact_copies_are_the_same_pixels_whatever_the_file_bytes(copies, audited):
-    audit, rows = audited
+    _audit, rows = audited
     raw = copies["raw"]
     assert (raw / "benign/benign (8).png").read_bytes() != (raw / "benign/benign (1).png").read_bytes()
     twins = {f for f, r in rows.items() if r.exact_group is not None}
@@ -125,8 +156,11 @@ def test_exact_copies_are_the_same_pixels_whatever_the_file_bytes(copies, audite
 
 def test_a_difference_the_store_crop_hides_is_not_an_exact_copy(copies, audited):
     _, rows = audited
-    store = PreprocessConfig()
-    assert np.array_equal(np.asarray(to_square(copies["frame"], store)), np.asarray(to_square(copies["marked"], store)))
+
+    def store(image):
+        return np.asarray(to_square(image, "study", 224, 256))
+
+    assert np.array_equal(store(copies["frame"]), store(copies["marked"]))
     assert rows["benign/benign (6).png"].exact_group is None
     assert rows["benign/benign (6).png"].group == rows["benign/benign (1).png"].group
 
@@ -136,31 +170,36 @@ def test_rescaled_cropped_and_brighter_copies_share_a_group_transitively(audited
     index = {f: i for i, f in enumerate(audit.files)}
     far_crop, near_crop, frame = (index[f"benign/benign ({i}).png"] for i in (4, 3, 1))
     # The premise of transitivity: the strong crop is beyond the threshold from the frame, not from the mild crop.
-    assert audit.distances[far_crop, frame] > THRESHOLD >= audit.distances[far_crop, near_crop]
+    assert audit.phash_bits[far_crop, frame] > THRESHOLD >= audit.phash_bits[far_crop, near_crop]
     assert {f for f, r in rows.items() if r.group == rows["benign/benign (1).png"].group} == FAMILY
     assert all(rows[f].group_size == len(FAMILY) for f in FAMILY)
     loners = set(audit.files) - FAMILY
     assert len({rows[f].group for f in loners}) == len(loners) and all(rows[f].group_size == 1 for f in loners)
-    assert min(audit.distances[index[f], frame] for f in loners) > 3 * THRESHOLD
+    assert min(audit.phash_bits[index[f], frame] for f in loners) > 3 * THRESHOLD
 
 
-def test_copies_under_two_classes_are_a_label_conflict(audited):
+def test_copies_under_two_classes_are_a_label_conflict(audited, random_backbone):
     audit, rows = audited
     assert {f for f, r in rows.items() if r.conflict} == FAMILY
-    summary = summarize(audit, rows, AuditConfig(threshold=THRESHOLD, report_thresholds=(0, 4)))
-    assert summary["exact_duplicates"] == {"groups": 1, "images": 3}
-    assert summary["near_duplicates"] == {"groups": 1, "images": len(FAMILY)}
+    config = phash_only(random_backbone)
+    summary = summarize(audit, rows, linked_pairs(audit, config), config)
+    assert summary["exact_duplicates"] == {"groups": 1, "images": 3, "largest": 3}
+    assert summary["near_duplicates"] == {"groups": 1, "images": len(FAMILY), "largest": len(FAMILY)}
     assert summary["label_conflicts"] == {"groups": 1, "images": len(FAMILY)}
     [group] = summary["label_conflict_groups"]
     assert group["members"]["malignant/malignant (1).png"] == "malignant" and set(group["members"]) == FAMILY
-    assert set(summary["pairs_within_bits"]) == {"0", "4", str(THRESHOLD)}
-    assert summary["pairs_within_bits"]["0"] >= 3  # the three pixel twins at least
+    assert set(summary["phash_pairs_within_bits"]) == {"0", "4", str(THRESHOLD)}
+    assert summary["phash_pairs_within_bits"]["0"] >= 3  # the three pixel twins at least
+    # every pair inside the family is linked (by phash or as exact copies), none outside it
+    pairs = linked_pairs(audit, config)
+    assert summary["pairs"]["total"] == len(pairs) and {p.file_a for p in pairs} | {p.file_b for p in pairs} == FAMILY
+    assert {p.found_by for p in pairs} <= {"phash", "exact", "both"}
 
 
-def test_an_undecodable_image_is_named(copies):
+def test_an_undecodable_image_is_named(copies, random_backbone):
     (copies["raw"] / "normal/normal (2).png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"normal \(2\)\.png: cannot decode image"):
-        audit_images(copies["raw"], copies["files"], copies["labels"], AuditConfig())
+        audit_images(copies["raw"], copies["files"], copies["labels"], phash_only(random_backbone))
 
 
 def test_groups_csv_round_trip_and_missing_file(audited, tmp_path):
@@ -169,13 +208,14 @@ def test_groups_csv_round_trip_and_missing_file(audited, tmp_path):
     write_groups(path, rows)
     assert read_groups(path) == rows
     assert path.read_text().splitlines()[0] == "file,class,group,group_size,exact_group,conflict"
-    with pytest.raises(DataError, match=r"absent.csv: not found\. Run `dvc repro audit`"):
+    with pytest.raises(DataError, match=r"absent\.csv: not found; `dvc repro audit` makes it"):
         read_groups(tmp_path / "absent.csv")
 
 
-def test_contact_sheet_has_a_row_per_conflict_group_and_is_deterministic(copies, audited, tmp_path):
+def test_contact_sheet_has_a_row_per_conflict_group_and_is_deterministic(copies, audited, tmp_path, random_backbone):
     audit, rows = audited
-    summary = summarize(audit, rows, AuditConfig(threshold=THRESHOLD))
+    config = phash_only(random_backbone)
+    summary = summarize(audit, rows, linked_pairs(audit, config), config)
     first, second, empty = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "none.png"
     conflict_sheet(copies["raw"], summary, first)
     conflict_sheet(copies["raw"], summary, second)
@@ -186,53 +226,123 @@ def test_contact_sheet_has_a_row_per_conflict_group_and_is_deterministic(copies,
 
 
 def test_leakage_counts_images_with_a_copy_on_another_side():
-    rows = {f: GroupRow(label, g, 0, None, False) for f, label, g in [
-        ("a", "benign", 0), ("b", "benign", 0), ("c", "malignant", 1), ("d", "malignant", 1),
-        ("e", "normal", 2), ("f", "normal", 2), ("g", "benign", 3),
-    ]}  # fmt: skip
+    rows = {
+        f: GroupRow(label, g, 0, None, False)
+        for f, label, g in [
+            ("a", "benign", 0),
+            ("b", "benign", 0),
+            ("c", "malignant", 1),
+            ("d", "malignant", 1),
+            ("e", "normal", 2),
+            ("f", "normal", 2),
+            ("g", "benign", 3),
+        ]
+    }
     split = {"a": "train", "b": "test", "c": "val", "d": "test", "e": "train", "f": "val", "g": "excluded"}
     result = leakage(rows, split)
     assert result["split"] == {"train": 2, "val": 2, "test": 2, "excluded": 1}
     assert result["near_copy_in_train"]["test"] == {"benign": 1, "malignant": 0, "normal": 0, "total": 1}
     assert result["near_copy_in_train"]["val"] == {"benign": 0, "malignant": 0, "normal": 1, "total": 1}
     assert result["test_near_copy_in_train_or_val"] == {"benign": 1, "malignant": 1, "normal": 0, "total": 2}
-    with pytest.raises(DataError, match="no group for, e.g. z"):
+    with pytest.raises(DataError, match=r"no group for, e\.g\. z"):
         leakage(rows, {**split, "z": "train"})
 
 
-def _stage(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def test_audit_split_and_leakage_stages_on_synthetic_copies(copies, tmp_path):
-    """The three stages as dvc runs them: audit, grouped split (also a repeat's fold), leakage metrics."""
-    project = tmp_path / "project"
-    (project / "data" / "raw").mkdir(parents=True)
-    shutil.move(copies["raw"], project / "data" / "raw" / DATASET_DIR)
-    index = "file,class,sha256\n" + "".join(f"{f},{f.split('/')[0]},-\n" for f in copies["files"])
-    (project / "data" / "processed").mkdir()
-    (project / "data" / "processed" / "index.csv").write_text(index)
-    (project / "data" / "busi_manifest.tsv").write_text("file\tclass\tsha256\n" + index[len("file,class,sha256\n"):]
-                                                        .replace(",", "\t"))  # fmt: skip
-    params = (PROJECT_ROOT / "params.yaml").read_text()
-    params = params.replace("strategy: study", "strategy: grouped").replace("folds: 7", "folds: 3")
-    (project / "params.yaml").write_text(params)
-
-    audit = _stage(["stages.audit"], project)
-    assert audit.returncode == 0, audit.stderr
-    assert "label conflicts: 1 groups" in audit.stdout
-    assert (project / "plots" / "audit" / "label_conflicts.png").is_file()
-    for args in (["stages.split"], ["stages.split", "--seed", "4", "--out", "data/repeats/seed4/split.csv"]):
-        split = _stage(args, project)
-        assert split.returncode == 0, split.stderr
-        assert f"{len(FAMILY)} images of label-conflict groups excluded" in split.stdout
-    assert "(fold 1 of 3)" in split.stdout  # 4 mod 3
-    leak = _stage(["stages.leakage"], project)
-    assert leak.returncode == 0, leak.stderr
-    metrics = json.loads((project / "metrics" / "data.json").read_text())
+def test_audit_split_and_leakage_on_synthetic_copies(copies, tmp_path, random_backbone):
+    """What the audit, split (grouped, and a repeat seed's fold) and leakage stages run, file to file."""
+    manifest = tmp_path / "manifest.tsv"
+    write_manifest(manifest, [ManifestEntry(f, f.split("/")[0], "0" * 64) for f in copies["files"]])
+    audit_dir, sheets = tmp_path / "audit", tmp_path / "sheets"
+    out = AuditFiles(
+        audit_dir / "groups.csv",
+        audit_dir / "pairs.csv",
+        audit_dir / "audit.json",
+        sheets / "conflicts.png",
+        sheets / "disagreements.png",
+    )
+    config = phash_only(random_backbone)
+    summary = run_audit(copies["raw"], read_manifest(manifest), config, out, workers=1)
+    assert summary["label_conflicts"] == {"groups": 1, "images": len(FAMILY)}
+    assert all(path.is_file() for path in (out.groups, out.pairs, out.conflicts_sheet, out.disagreements_sheet))
+    assert len(read_pairs(out.pairs)) == summary["pairs"]["total"]
+    params = project_params()
+    grouped = dataclasses.replace(params.split, strategy="grouped", folds=3, fold=0)
+    params = dataclasses.replace(
+        params, split=grouped, download=dataclasses.replace(params.download, manifest=str(manifest))
+    )
+    line = write_split_file(params, out.groups, tmp_path / "split.csv")
+    assert f"{len(FAMILY)} images of label-conflict groups excluded" in line and "(fold 0 of 3)" in line
+    assert "(fold 1 of 3)" in write_split_file(params, out.groups, tmp_path / "seed4.csv", seed=4)  # 4 mod 3
+    metrics = write_data_metrics(audit_dir, tmp_path / "split.csv", tmp_path / "data.json")
     assert metrics["split"]["excluded"] == len(FAMILY) and metrics["label_conflicts"]["groups"] == 1
     assert metrics["test_near_copy_in_train_or_val"]["total"] == 0
+
+
+# --- The deep-feature detector, with the real ImageNet backbone ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory) -> dict:
+    """Per seed a scan and three near-copies of it (shifted crop, zoom, neighbouring frame), and four more
+    scans of other seeds, written as raw files in the BUSI layout."""
+    raw = tmp_path_factory.mktemp("scans") / DATASET_DIR
+    (raw / "benign").mkdir(parents=True)
+    images = {}
+    for seed in range(4):
+        clean = make_scan(seed)
+        frame = add_speckle(clean, 1000 + seed)
+        images[f"scan{seed}"] = frame
+        images[f"scan{seed} crop"] = shifted_crop(frame)
+        images[f"scan{seed} zoom"] = zoomed(frame)
+        images[f"scan{seed} next"] = add_speckle(neighbouring_frame(clean, 2000 + seed), 3000 + seed)
+        images[f"other{seed}"] = add_speckle(make_scan(500 + seed), 4000 + seed)
+    files = []
+    for name, image in images.items():
+        scan_image(image).save(raw / "benign" / f"{name}.png")
+        files.append(f"benign/{name}.png")
+    return {"raw": raw, "files": files}
+
+
+@pytest.fixture(scope="module")
+def scan_audit(scans):
+    config = dataclasses.replace(AUDIT, features=dataclasses.replace(AUDIT.features, weights=str(SHARED_WEIGHTS)))
+    audit = audit_images(scans["raw"], scans["files"], ["benign"] * len(scans["files"]), config)
+    return audit, {f: i for i, f in enumerate(audit.files)}
+
+
+@requires_shared_weights
+@pytest.mark.parametrize("kind", ["crop", "zoom", "next"])
+def test_a_shifted_crop_a_zoom_and_the_next_frame_are_near_copies_by_deep_features(scan_audit, kind):
+    audit, index = scan_audit
+    threshold = AUDIT.features.threshold
+    for seed in range(4):
+        similarity = audit.cosine[index[f"benign/scan{seed}.png"], index[f"benign/scan{seed} {kind}.png"]]
+        assert similarity >= threshold + 0.002, (seed, kind, similarity)  # zooms come closest: 0.953
+
+
+@requires_shared_weights
+def test_different_scans_stay_apart_and_each_scan_forms_its_own_group(scan_audit):
+    audit, index = scan_audit
+    originals = [index[f"benign/scan{s}.png"] for s in range(4)] + [index[f"benign/other{s}.png"] for s in range(4)]
+    apart = audit.cosine[np.ix_(originals, originals)][np.triu_indices(len(originals), k=1)]
+    assert apart.max() <= AUDIT.features.threshold - 0.02
+    for seed in range(4):
+        family = {audit.group[index[f"benign/scan{seed}{kind}.png"]] for kind in ("", " crop", " zoom", " next")}
+        assert len(family) == 1
+    assert len(set(audit.group)) == 8  # four families and four loners
+
+
+@requires_shared_weights
+def test_pairs_only_one_detector_links_are_labelled_and_drawn(scan_audit, scans, tmp_path):
+    audit, _ = scan_audit
+    config = dataclasses.replace(AUDIT, features=dataclasses.replace(AUDIT.features, weights=str(SHARED_WEIGHTS)))
+    pairs = linked_pairs(audit, config)
+    only_features = [p for p in pairs if p.found_by == "features"]
+    assert only_features and all(p.phash_bits > AUDIT.phash.threshold for p in only_features)
+    assert all(p.cosine >= AUDIT.features.threshold for p in pairs if p.found_by in ("features", "both"))
+    disagreement_sheet(scans["raw"], pairs, tmp_path / "sheet.png")
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.height > 150 * (len([p for p in pairs if p.found_by in ("features", "phash")]) // 3)
 
 
 @pytest.fixture(scope="module")
@@ -245,9 +355,10 @@ def real_audit(tmp_path_factory):
             (raw / e.file).parent.mkdir(parents=True, exist_ok=True)
             (raw / e.file).write_bytes(archive.read(f"{DATASET_DIR}/{e.file}"))
     files, labels = [e.file for e in entries], [e.label for e in entries]
-    audit = audit_images(raw, files, labels, AuditConfig(), workers=os.cpu_count() or 1)
+    config = dataclasses.replace(AUDIT, features=dataclasses.replace(AUDIT.features, weights=str(SHARED_WEIGHTS)))
+    audit = audit_images(raw, files, labels, config, workers=os.cpu_count() or 1)
     rows = group_rows(audit)
-    return audit, rows, summarize(audit, rows, AuditConfig())
+    return audit, rows, summarize(audit, rows, linked_pairs(audit, config), config)
 
 
 def _leaked_test_images(rows: dict[str, GroupRow], split: dict[str, str]) -> int:
@@ -257,6 +368,7 @@ def _leaked_test_images(rows: dict[str, GroupRow], split: dict[str, str]) -> int
 
 
 @requires_real_zip
+@requires_shared_weights
 def test_real_exact_copy_under_two_classes_is_a_label_conflict(real_audit):
     _, rows, summary = real_audit
     twins = ("benign/benign (433).png", "malignant/malignant (145).png")
@@ -268,20 +380,22 @@ def test_real_exact_copy_under_two_classes_is_a_label_conflict(real_audit):
 
 
 @requires_real_zip
+@requires_shared_weights
 def test_real_grouped_split_leaks_no_test_image(real_audit):
     audit, rows, _ = real_audit
-    groups = {f: r.group for f, r in rows.items()}
-    configs = [SplitConfig(strategy="grouped", fold=k) for k in range(SplitConfig().folds)]  # every image tested once
-    for config in [*configs, SplitConfig(strategy="grouped", conflicts="keep")]:
-        split = make_split(audit.files, audit.labels, config, groups)
+    grouped = dataclasses.replace(project_params().split, strategy="grouped")
+    configs = [dataclasses.replace(grouped, fold=k) for k in range(grouped.folds)]  # every image tested once
+    for config in [*configs, dataclasses.replace(grouped, conflicts="keep")]:
+        split = make_split(audit.files, audit.labels, config, rows)
         assert _leaked_test_images(rows, split) == 0
         assert leakage(rows, split)["near_copy_in_train"]["val"]["total"] == 0
 
 
 @requires_real_zip
+@requires_shared_weights
 def test_real_study_split_leaks_test_images_and_the_metric_counts_them(real_audit):
     audit, rows, _ = real_audit
-    split = make_split(audit.files, audit.labels, SplitConfig())
+    split = make_split(audit.files, audit.labels, project_params().split, None)
     leaked = _leaked_test_images(rows, split)
     assert leaked > 0
     assert leakage(rows, split)["test_near_copy_in_train_or_val"]["total"] == leaked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -11,8 +12,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from bcmodels import augment
 from bcmodels.config import AugmentConfig
+from tests.conftest import project_params
 
-STUDY = AugmentConfig()
+STUDY = project_params().train.augment
 OFF = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
 
 
@@ -94,9 +96,9 @@ def test_each_jitter_operation_matches_torchvision(op_index, reference, factor_p
 
 def test_flip_only_mirrors_and_off_is_bit_identical():
     images = torch.cat([_image(seed=s) for s in range(6)])
-    flip_only = AugmentConfig(p=1.0, hflip_p=1.0, rotation_deg=0, **OFF)
+    flip_only = dataclasses.replace(STUDY, p=1.0, hflip_p=1.0, rotation_deg=0, **OFF)
     assert torch.equal(_batched(flip_only, images), images.flip(-1))
-    assert torch.equal(_batched(AugmentConfig(p=0.0), images), images)
+    assert torch.equal(_batched(dataclasses.replace(STUDY, p=0.0), images), images)
 
 
 def test_every_image_gets_its_own_draw_and_a_seed_repeats_them():

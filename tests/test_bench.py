@@ -8,14 +8,13 @@ import pytest
 import torch
 
 from bcmodels.bench import bench_model, training_images
-from bcmodels.config import load_params
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import project_params
 
 
-def test_bench_measures_the_ceiling_and_a_real_epoch(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # no data/processed here: the random stand-in is used
-    params = load_params(PROJECT_ROOT / "params.yaml")
-    train, source = training_images(synthetic=False, image_size=32)
+def test_bench_measures_the_ceiling_and_a_real_epoch(tmp_path):
+    params = project_params()
+    # no store at these paths: the random stand-in is used
+    train, source = training_images(tmp_path / "processed", tmp_path / "split.csv", synthetic=False, image_size=32)
     assert source == "random images" and train.images.shape == (563, 3, 32, 32)
     small = dataclasses.replace(train, files=train.files[:20], images=train.images[:20], labels=train.labels[:20])
     row = bench_model("simple_cnn", params, small, torch.device("cpu"), steps=2, warmup=1)

@@ -1,26 +1,29 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from bcmodels.cli import run_stage
-from bcmodels.config import CLASSES, EvaluateConfig
-from bcmodels.evaluation import classification_metrics
-from bcmodels.fileio import write_csv
-from bcmodels.models import build_model
-from bcmodels.paths import PROCESSED_DIR, run_paths
-from bcmodels.preprocess import IMAGES_FILE, INDEX_FILE
+from bcmodels.config import CLASSES
+from bcmodels.errors import DataError, WeightsError
+from bcmodels.evaluation import EvaluationFiles, classification_metrics, evaluate_model
+from bcmodels.formats.checkpoint import load_checkpoint
+from bcmodels.formats.split import write_split
+from bcmodels.formats.store import IndexRow, write_store
 from bcmodels.stats import bootstrap_intervals
-from stages import evaluate
-from tests.conftest import PROJECT_ROOT
-from tests.test_stages import _stage
+from bcmodels.training import train_model
+from tests.conftest import project_params
+
+EVALUATE = project_params().evaluate
+
+
+def metrics_of(labels, probs, config=EVALUATE) -> dict:
+    return classification_metrics(np.asarray(labels), probs, CLASSES, config)
 
 
 def _probs(preds: list[int], n_classes: int = 3) -> np.ndarray:
@@ -33,7 +36,7 @@ def test_known_confusion_matrix_gives_the_known_metrics():
     # benign: 3 right, 1 called malignant; malignant: 2 right; normal: 1 right, 1 called benign.
     labels = [0, 0, 0, 0, 1, 1, 2, 2]
     preds = [0, 0, 0, 1, 1, 1, 2, 0]
-    m = classification_metrics(np.array(labels), _probs(preds))
+    m = metrics_of(labels, _probs(preds))
     assert m["n_test"] == 8
     assert m["accuracy"] == pytest.approx(6 / 8)
     assert m["confusion"]["benign"] == {"benign": 3, "malignant": 1, "normal": 0}
@@ -50,22 +53,24 @@ def test_known_confusion_matrix_gives_the_known_metrics():
 
 def test_perfect_classifier_scores_one_everywhere():
     labels = np.array([0, 1, 2, 0, 1, 2])
-    m = classification_metrics(labels, _probs(labels.tolist()))
+    m = metrics_of(labels, _probs(labels.tolist()))
     assert m["accuracy"] == m["macro"]["f1"] == m["weighted"]["f1"] == 1.0
     assert m["roc_auc"] == {"benign": 1.0, "malignant": 1.0, "normal": 1.0, "macro": 1.0}
 
 
 def test_roc_auc_uses_probabilities_not_just_the_argmax():
     labels = np.array([0, 0, 1, 1, 2, 2])
-    probs = np.array([[0.6, 0.3, 0.1], [0.4, 0.5, 0.1], [0.45, 0.45, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.5, 0.2, 0.3]])
-    m = classification_metrics(labels, probs)
+    probs = np.array(
+        [[0.6, 0.3, 0.1], [0.4, 0.5, 0.1], [0.45, 0.45, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.5, 0.2, 0.3]]
+    )
+    m = metrics_of(labels, probs)
     # benign scores 0.6 and 0.4 against 0.45, 0.2, 0.3, 0.5: 0.6 beats all 4, 0.4 beats 2: 6 of 8 pairs
     assert m["roc_auc"]["benign"] == pytest.approx(6 / 8)
 
 
 def test_a_class_absent_from_the_test_set_has_no_auc():
     labels = np.array([0, 0, 1, 1])
-    m = classification_metrics(labels, _probs([0, 1, 1, 1]))
+    m = metrics_of(labels, _probs([0, 1, 1, 1]))
     assert "normal" not in m["roc_auc"] and m["normal"]["support"] == 0
 
 
@@ -79,12 +84,17 @@ def _leaves(tree: dict, prefix: str = ""):
 
 def test_intervals_and_calibration_sit_beside_their_values_as_scalars():
     labels, preds = [0, 0, 0, 0, 1, 1, 2, 2] * 5, [0, 0, 0, 1, 1, 1, 2, 0] * 5
-    m = classification_metrics(np.array(labels), _probs(preds))
-    for ci in (m["accuracy_ci95"], m["macro"]["f1_ci95"], m["weighted"]["f1_ci95"],
-               *(m[c]["recall_ci95"] for c in ("benign", "malignant", "normal"))):  # fmt: skip
+    m = metrics_of(labels, _probs(preds))
+    for ci in (
+        m["accuracy_ci95"],
+        m["macro"]["f1_ci95"],
+        m["weighted"]["f1_ci95"],
+        *(m[c]["recall_ci95"] for c in ("benign", "malignant", "normal")),
+    ):
         assert set(ci) == {"low", "high"} and 0.0 <= ci["low"] <= ci["high"] <= 1.0
     assert m["accuracy_ci95"]["low"] < m["accuracy"] < m["accuracy_ci95"]["high"]
-    assert m["malignant"]["recall_ci95"] == {"low": 1.0, "high": 1.0}  # every malignant image is right
+    assert m["malignant"]["recall_ci95"]["high"] == 1.0  # every one of the 10 malignant images is right...
+    assert m["malignant"]["recall_ci95"]["low"] == pytest.approx(0.6915, abs=1e-4)  # ...which bounds it below
     # every image at confidence 0.8, 30 of 40 right: ECE |0.75 - 0.8|
     assert m["calibration"] == {"ece": pytest.approx(0.05), "bins": 10}
     # dvc metrics diff compares numbers only: every leaf must be one
@@ -93,57 +103,110 @@ def test_intervals_and_calibration_sit_beside_their_values_as_scalars():
 
 def test_bootstrap_and_calibration_follow_the_evaluate_settings():
     labels, preds = np.array([0, 1, 2, 0, 1, 2, 0, 0, 1, 2] * 3), np.array([0, 1, 2, 1, 1, 0, 0, 0, 2, 2] * 3)
-    config = EvaluateConfig(bootstrap_resamples=1500, bootstrap_seed=4, calibration_bins=5)
-    m = classification_metrics(labels, _probs(preds.tolist()), config=config)
+    config = dataclasses.replace(EVALUATE, bootstrap_resamples=1500, bootstrap_seed=4, calibration_bins=5)
+    m = metrics_of(labels, _probs(preds.tolist()), config)
     ci = bootstrap_intervals(labels, preds, 3, resamples=1500, seed=4)
     assert m["accuracy_ci95"] == ci["accuracy"] and m["macro"]["f1_ci95"] == ci["macro_f1"]
-    assert m["weighted"]["f1_ci95"] == ci["weighted_f1"] and m["normal"]["recall_ci95"] == ci["recall_2"]
+    assert m["weighted"]["f1_ci95"] == ci["weighted_f1"]
     assert m["calibration"]["bins"] == 5
 
 
 def test_a_class_absent_from_the_test_set_has_no_recall_interval():
-    m = classification_metrics(np.array([0, 0, 1, 1]), _probs([0, 1, 1, 1]))
+    m = metrics_of([0, 0, 1, 1], _probs([0, 1, 1, 1]))
     assert "recall_ci95" not in m["normal"] and "recall_ci95" in m["benign"]
 
 
-def _tiny_repeat_run(root: Path, model: str, seed: int) -> None:
-    """A processed store of 12 random 16x16 images, the seed run's split (6 test images) and an untrained checkpoint."""
-    shutil.copy(PROJECT_ROOT / "params.yaml", root)
+def test_a_class_never_predicted_gets_an_honest_recall_interval_not_a_point():
+    # 20 normal images, none called normal: recall 0, but 0 of 20 only bounds it below 0.168 (exact binomial)
+    labels, preds = [2] * 20 + [0] * 20, [0] * 40
+    m = metrics_of(labels, _probs(preds))
+    assert m["normal"]["recall"] == 0.0 and m["normal"]["predicted"] == 0
+    assert m["normal"]["recall_ci95"] == {"low": 0.0, "high": pytest.approx(0.1684, abs=1e-4)}
+    assert m["benign"]["recall_ci95"] == {"low": pytest.approx(0.8316, abs=1e-4), "high": 1.0}
+
+
+def _tiny_project(root: Path, size: int = 16) -> tuple[Path, Path]:
+    """A store of 24 random images and a split with 6 test images, as preprocess and split write them."""
     rng = np.random.default_rng(0)
-    files = [f"{c}/{c} ({i}).png" for c in CLASSES for i in range(4)]
-    processed = root / PROCESSED_DIR
-    processed.mkdir(parents=True)
-    np.save(processed / IMAGES_FILE, rng.integers(0, 256, size=(12, 16, 16, 3), dtype=np.uint8))
-    write_csv(processed / INDEX_FILE, ["file", "class", "sha256"], ([f, f.split("/")[0], "0" * 64] for f in files))
-    run = run_paths(model, seed)
-    splits = ["train", "val", "test", "test"] * 3
-    write_csv(root / run.split, ["file", "class", "split"], ([f, f.split("/")[0], s] for f, s in zip(files, splits)))
-    torch.manual_seed(0)
-    net = build_model("simple_cnn", num_classes=3, image_size=16)
-    torch.save({"state_dict": net.state_dict(), "model_config": {"arch": "simple_cnn"}, "classes": list(CLASSES),
-                "image_size": 16, "best_epoch": 1, "epochs_run": 3}, root / run.checkpoint)  # fmt: skip
+    files = [f"{c}/{c} ({i}).png" for c in CLASSES for i in range(8)]
+    labels = [f.split("/")[0] for f in files]
+    store = root / "processed"
+    write_store(
+        store,
+        [IndexRow(f, c, "0" * 64) for f, c in zip(files, labels)],
+        rng.integers(0, 256, size=(24, size, size, 3), dtype=np.uint8),
+    )
+    split = root / "split.csv"
+    sides = ["train", "train", "val", "test", "train", "train", "val", "train"] * 3
+    write_split(split, files, labels, dict(zip(files, sides)))
+    return store, split
 
 
-def test_evaluate_with_a_seed_reads_and_writes_that_runs_files(tmp_path):
-    _tiny_repeat_run(tmp_path, "simple_cnn", seed=3)
-    result = _stage(["stages.evaluate", "--model", "simple_cnn", "--seed", "3"], tmp_path)
-    assert result.returncode == 0, result.stderr
-    run = run_paths("simple_cnn", 3)
-    metrics = json.loads((tmp_path / run.metrics).read_text())
-    assert metrics["n_test"] == 6 and metrics["epochs_run"] == 3
-    assert {"accuracy_ci95", "calibration"} <= set(metrics) and "f1_ci95" in metrics["weighted"]
-    with open(tmp_path / run.predictions, newline="") as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == ["file", "actual", "predicted", "p_benign", "p_malignant", "p_normal"] and len(rows) == 7
-    assert not (tmp_path / run_paths("simple_cnn").metrics).exists()  # the main run is untouched
+def _params(size: int = 16):
+    params = project_params()
+    pre = dataclasses.replace(params.preprocess, image_size=size, resize_short_side=size + 4)
+    train = dataclasses.replace(params.train, max_epochs=1, batch_size=4, device="cpu")
+    return dataclasses.replace(params, preprocess=pre, train=train)
 
 
-def test_evaluate_without_the_seed_runs_checkpoint_says_what_makes_it(tmp_path, monkeypatch, capsys):
-    _tiny_repeat_run(tmp_path, "simple_cnn", seed=3)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["evaluate", "--model", "simple_cnn", "--seed", "4"])
-    with pytest.raises(SystemExit) as exit_info:
-        run_stage(evaluate.main)
-    assert exit_info.value.code == 1
-    assert capsys.readouterr().err == (
-        "error: data/repeats/seed4/simple_cnn.pt: not found; `dvc repro repeats/dvc.yaml` makes it\n")
+def test_train_then_evaluate_write_every_file_and_the_checkpoint_records_the_preprocessing(tmp_path):
+    store, split = _tiny_project(tmp_path)
+    params = _params()
+    checkpoint, history = tmp_path / "simple_cnn.pt", tmp_path / "history.csv"
+    train_model(params, "simple_cnn", store=store, split=split, checkpoint=checkpoint, history=history, seed=3)
+    saved = load_checkpoint(checkpoint, "train")
+    assert (saved.geometry, saved.image_size, saved.resize_short_side) == ("study", 16, 20)
+    assert saved.mean == (0.485, 0.456, 0.406) and saved.train_config["seed"] == 3
+    assert saved.model_config["imbalance"] == "none" and saved.epochs_run == 1
+    files = EvaluationFiles(
+        store,
+        split,
+        checkpoint,
+        tmp_path / "p.csv",
+        tmp_path / "d.json",
+        tmp_path / "h.json",
+        "dvc repro train@simple_cnn",
+    )
+    metrics = evaluate_model(files, params.preprocess, params.train, params.evaluate)
+    detail, headline = json.loads(files.detail.read_text()), json.loads(files.headline.read_text())
+    assert detail == json.loads(json.dumps(metrics)) and detail["n_test"] == 3 and detail["epochs_run"] == 1
+    assert headline == {
+        "accuracy": detail["accuracy"],
+        "macro_f1": detail["macro"]["f1"],
+        "weighted_f1": detail["weighted"]["f1"],
+        "macro_auc": detail["roc_auc"]["macro"],
+        "ece": detail["calibration"]["ece"],
+        "images": 3,
+        "runs": 1,
+    }
+    with open(files.predictions, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == [
+        "benign/benign (3).png",
+        "malignant/malignant (3).png",
+        "normal/normal (3).png",
+    ]
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in CLASSES) - 1) < 1e-5 for r in rows)
+
+
+def test_evaluate_refuses_a_checkpoint_trained_on_other_preprocessing(tmp_path):
+    store, split = _tiny_project(tmp_path)
+    params = _params()
+    checkpoint = tmp_path / "m.pt"
+    train_model(params, "simple_cnn", store=store, split=split, checkpoint=checkpoint, history=tmp_path / "h.csv")
+    letterbox = dataclasses.replace(params.preprocess, geometry="letterbox")
+    files = EvaluationFiles(store, split, checkpoint, tmp_path / "p.csv", tmp_path / "d.json", None, "dvc repro x")
+    with pytest.raises(DataError, match=r"trained on images made with \('study', 16, 20\).*retrain with `dvc repro x`"):
+        evaluate_model(files, letterbox, params.train, params.evaluate)
+    assert not files.predictions.exists() and not files.detail.exists()
+
+
+def test_a_checkpoint_of_another_format_version_is_refused_with_what_to_run(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"state_dict": {}, "model_config": {"arch": "simple_cnn"}, "classes": list(CLASSES)}, path)
+    with pytest.raises(
+        WeightsError, match=r"old\.pt: not a checkpoint of this project\. Make it again with `dvc repro t`"
+    ):
+        load_checkpoint(path, "dvc repro t")
+    with pytest.raises(DataError, match=r"missing\.pt: not found; `dvc repro t` makes it"):
+        load_checkpoint(tmp_path / "missing.pt", "dvc repro t")

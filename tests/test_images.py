@@ -18,53 +18,62 @@ import pytest
 from PIL import Image, ImageFile
 
 import bcmodels
-from bcmodels.config import PreprocessConfig
 from bcmodels.errors import DataError
-from bcmodels.preprocess import MAX_ASPECT, MAX_PIXELS, load_image
+from bcmodels.images import MAX_ASPECT, MAX_PIXELS, MIN_SIDE, load_square
 
 
 def _load(path: Path, size: int) -> np.ndarray:
-    return load_image(path, PreprocessConfig(geometry="resize", image_size=size))
+    return load_square(path, "resize", size, size)
+
+
+def _big(pixels: np.ndarray, k: int = 4) -> np.ndarray:
+    """Each pixel as a k x k block: test images above MIN_SIDE whose values are still known by hand."""
+    return pixels.repeat(k, axis=0).repeat(k, axis=1)
+
+
+def _small(out: np.ndarray, k: int = 4) -> np.ndarray:
+    """One pixel per k x k block of an image loaded at its own size (no resampling happens then)."""
+    return out[::k, ::k]
 
 
 def test_grey_and_bilevel_images_are_replicated_into_three_channels(tmp_path):
     grey = np.array([[0, 77], [200, 255]], dtype=np.uint8)
-    Image.fromarray(grey, "L").save(tmp_path / "grey.png")
-    Image.fromarray(grey > 100).save(tmp_path / "bilevel.png")  # mode "1"
-    assert np.array_equal(_load(tmp_path / "grey.png", 2), np.stack([grey] * 3, axis=-1))
-    assert np.array_equal(_load(tmp_path / "bilevel.png", 2)[..., 0], np.array([[0, 0], [255, 255]]))
+    Image.fromarray(_big(grey), "L").save(tmp_path / "grey.png")
+    Image.fromarray(_big(grey) > 100).save(tmp_path / "bilevel.png")  # mode "1"
+    assert np.array_equal(_small(_load(tmp_path / "grey.png", 8)), np.stack([grey] * 3, axis=-1))
+    assert np.array_equal(_small(_load(tmp_path / "bilevel.png", 8))[..., 0], np.array([[0, 0], [255, 255]]))
 
 
 def test_palette_image_is_looked_up(tmp_path):
-    image = Image.fromarray(np.array([[0, 1], [1, 0]], dtype=np.uint8), "P")
+    image = Image.fromarray(_big(np.array([[0, 1], [1, 0]], dtype=np.uint8)), "P")
     image.putpalette([10, 20, 30, 255, 0, 0])
     image.save(tmp_path / "palette.png")
-    out = _load(tmp_path / "palette.png", 2)
+    out = _small(_load(tmp_path / "palette.png", 8))
     assert out[0, 0].tolist() == [10, 20, 30] and out[0, 1].tolist() == [255, 0, 0]
 
 
 def test_alpha_is_composited_on_black(tmp_path):
     rgba = np.array([[[200, 100, 50, 255], [200, 100, 50, 128]], [[200, 100, 50, 0], [10, 20, 30, 1]]], np.uint8)
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(_big(rgba), "RGBA").save(tmp_path / "rgba.png")
     expected = [[[200, 100, 50], [100, 50, 25]], [[0, 0, 0], [0, 0, 0]]]  # round(c * alpha / 255)
-    assert _load(tmp_path / "rgba.png", 2).tolist() == expected
-    Image.fromarray(np.array([[[200, 128], [200, 255]]] * 2, np.uint8), "LA").save(tmp_path / "la.png")
-    assert _load(tmp_path / "la.png", 2)[0].tolist() == [[100, 100, 100], [200, 200, 200]]
+    assert _small(_load(tmp_path / "rgba.png", 8)).tolist() == expected
+    Image.fromarray(_big(np.array([[[200, 128], [200, 255]]] * 2, np.uint8)), "LA").save(tmp_path / "la.png")
+    assert _small(_load(tmp_path / "la.png", 8))[0].tolist() == [[100, 100, 100], [200, 200, 200]]
 
 
 def test_transparent_palette_entry_becomes_black(tmp_path):
-    image = Image.fromarray(np.array([[0, 1], [1, 0]], dtype=np.uint8), "P")
+    image = Image.fromarray(_big(np.array([[0, 1], [1, 0]], dtype=np.uint8)), "P")
     image.putpalette([10, 20, 30, 255, 0, 0])
     image.save(tmp_path / "palette.png", transparency=0)
-    out = _load(tmp_path / "palette.png", 2)
+    out = _small(_load(tmp_path / "palette.png", 8))
     assert out[0, 0].tolist() == [0, 0, 0] and out[0, 1].tolist() == [255, 0, 0]
 
 
 def test_sixteen_bit_grey_is_scaled_by_the_full_range(tmp_path):
     values = np.array([[0, 128, 129], [257, 25700, 32768], [40000, 65534, 65535]], dtype=np.uint16)
-    Image.fromarray(values).save(tmp_path / "deep.png")
+    Image.fromarray(_big(values)).save(tmp_path / "deep.png")
     assert Image.open(tmp_path / "deep.png").mode == "I;16"
-    out = _load(tmp_path / "deep.png", 3)
+    out = _small(_load(tmp_path / "deep.png", 12))
     expected = np.round(values / 257.0).astype(np.uint8)  # 0 -> 0, 65535 -> 255, no clipping at 255
     assert out[..., 0].tolist() == [[0, 0, 1], [1, 100, 128], [156, 255, 255]] == expected.tolist()
     assert (out[..., 0] == out[..., 1]).all() and (out[..., 0] == out[..., 2]).all()
@@ -73,9 +82,9 @@ def test_sixteen_bit_grey_is_scaled_by_the_full_range(tmp_path):
 @pytest.mark.parametrize("dtype, mode", [(np.int32, "I"), (np.float32, "F")])
 def test_32_bit_images_are_refused(tmp_path, dtype, mode):
     path = tmp_path / "benign (9).png"
-    Image.fromarray(np.arange(4, dtype=dtype).reshape(2, 2)).save(path, format="TIFF")  # a TIFF under a .png name
+    Image.fromarray(np.arange(64, dtype=dtype).reshape(8, 8)).save(path, format="TIFF")  # a TIFF under a .png name
     with pytest.raises(DataError, match=re.escape(f"{path}: unsupported image mode {mode};")):
-        _load(path, 2)
+        _load(path, 8)
 
 
 @pytest.mark.parametrize(
@@ -89,19 +98,19 @@ def test_32_bit_images_are_refused(tmp_path, dtype, mode):
     ids=["mirrored", "upside-down", "rotate-clockwise", "rotate-anticlockwise"],
 )
 def test_exif_orientation_is_applied(tmp_path, orientation, upright):
-    stored = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3) * 5
+    stored = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
     exif = Image.Exif()
     exif[0x0112] = orientation
     Image.fromarray(stored, "RGB").save(tmp_path / "turned.png", exif=exif)
-    assert np.array_equal(_load(tmp_path / "turned.png", 4), upright(stored))
+    assert np.array_equal(_load(tmp_path / "turned.png", 8), upright(stored))
 
 
 @pytest.mark.parametrize("geometry", ["study", "resize", "letterbox"])
 def test_image_smaller_than_the_target_is_upsampled(tmp_path, geometry):
-    Image.new("RGB", (6, 4), (90, 90, 90)).save(tmp_path / "small.png")
-    out = load_image(tmp_path / "small.png", PreprocessConfig(geometry=geometry, image_size=32, resize_short_side=36))
+    Image.new("RGB", (12, 8), (90, 90, 90)).save(tmp_path / "small.png")
+    out = load_square(tmp_path / "small.png", geometry, 32, 36)
     assert out.shape == (32, 32, 3)
-    if geometry == "letterbox":  # 6 x 4 fitted to 32 x 21, black above and below
+    if geometry == "letterbox":  # 12 x 8 fitted to 32 x 21, black above and below
         assert (out[:5] == 0).all() and (out[6:26] == 90).all() and (out[27:] == 0).all()
     else:
         assert (out == 90).all()
@@ -141,8 +150,11 @@ def _png_claiming(path: Path, width: int, height: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("size", [(4097, 4096), (10_000, 10_000), (20_000, 20_000)],
-                         ids=["over MAX_PIXELS", "over PIL's warning limit", "over PIL's error limit"])  # fmt: skip
+@pytest.mark.parametrize(
+    "size",
+    [(4097, 4096), (10_000, 10_000), (20_000, 20_000)],
+    ids=["over MAX_PIXELS", "over PIL's warning limit", "over PIL's error limit"],
+)
 def test_decompression_bomb_is_refused_before_decoding(tmp_path, size):
     path = tmp_path / "bomb.png"
     message = f"{path}: refused as a possible decompression bomb"
@@ -157,9 +169,32 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, size):
 
 
 def test_extreme_aspect_ratio_is_refused(tmp_path):
-    Image.new("L", (1, MAX_ASPECT + 1)).save(tmp_path / "strip.png")
-    message = f"{tmp_path / 'strip.png'}: refused: 1 x 11 pixels, a side more than MAX_ASPECT (10)"
+    Image.new("L", (8, 8 * MAX_ASPECT + 1)).save(tmp_path / "strip.png")
+    message = f"{tmp_path / 'strip.png'}: refused: 8 x 81 pixels, a side more than MAX_ASPECT (10)"
     with pytest.raises(DataError, match=re.escape(message)):
         _load(tmp_path / "strip.png", 8)
-    Image.new("L", (1, MAX_ASPECT)).save(tmp_path / "narrow.png")
+    Image.new("L", (8, 8 * MAX_ASPECT)).save(tmp_path / "narrow.png")
     assert _load(tmp_path / "narrow.png", 8).shape == (8, 8, 3)
+
+
+def test_an_image_too_small_to_hold_anything_is_refused(tmp_path):
+    Image.new("L", (MIN_SIDE - 1, 40)).save(tmp_path / "thin.png")
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'thin.png'}: refused: 7 x 40 pixels, a side shorter")):
+        _load(tmp_path / "thin.png", 8)
+
+
+def _exif_with(entries: list[tuple[int, int, int, bytes]]) -> bytes:
+    """Raw EXIF (big-endian TIFF, one IFD) with these (tag, type, count, 4-byte value) entries."""
+    body = struct.pack(">H", len(entries))
+    for tag, kind, count, value in entries:
+        body += struct.pack(">HHI", tag, kind, count) + value.ljust(4, b"\0")[:4]
+    return b"Exif\0\0MM\0*" + struct.pack(">I", 8) + body + struct.pack(">I", 0)
+
+
+def test_exif_with_a_tag_of_the_wrong_type_is_refused_by_name_not_a_traceback(tmp_path):
+    # orientation 6 (turn) with XResolution stored as text: turning re-writes the EXIF, which PIL cannot
+    path = tmp_path / "scan.png"
+    exif = _exif_with([(0x0112, 3, 1, struct.pack(">H", 6)), (0x011A, 2, 4, b"abc\0")])
+    Image.new("RGB", (20, 10)).save(path, exif=exif)
+    with pytest.raises(DataError, match=re.escape(f"{path}: malformed EXIF metadata (TypeError")):
+        _load(path, 8)

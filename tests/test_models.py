@@ -4,13 +4,21 @@ import pytest
 import torch
 import torchvision
 
-from bcmodels.errors import WeightsError
-from bcmodels.models import build_model, count_parameters
+from bcmodels.errors import ConfigError, WeightsError
+from bcmodels.models import (
+    build_model,
+    count_parameters,
+    drop_auxiliary_heads,
+    find_head,
+    replace_head,
+    torchvision_archs,
+)
 from tests.conftest import SHARED_WEIGHTS
 
 
-@pytest.mark.parametrize("arch, size", [("simple_cnn", 32), ("mobilenet", 32), ("mobilenet", 37),
-                                        ("resnet101", 32), ("mobilenet_v2", 32)])  # fmt: skip
+@pytest.mark.parametrize(
+    "arch, size", [("simple_cnn", 32), ("mobilenet", 32), ("mobilenet", 37), ("resnet101", 32), ("mobilenet_v2", 32)]
+)
 def test_forward_and_backward_reach_every_parameter(arch, size):
     torch.manual_seed(0)
     model = build_model(arch, num_classes=3, image_size=size)
@@ -28,7 +36,7 @@ def test_study_models_have_the_studys_parameter_counts():
 
 
 def test_unknown_arch_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"Invalid arch 'resnet42'\. Only simple_cnn, mobilenet, .*resnet101"):
+    with pytest.raises(ConfigError, match=r"Invalid arch 'resnet42'\. Only simple_cnn, mobilenet, .*resnet101"):
         build_model("resnet42", num_classes=3, image_size=32)
 
 
@@ -75,11 +83,11 @@ def test_state_dict_of_another_architecture_is_rejected(tmp_path):
 
 
 def test_missing_or_non_state_dict_file_is_named(tmp_path):
-    with pytest.raises(WeightsError, match="nope.pth: weights file not found"):
+    with pytest.raises(WeightsError, match=r"nope\.pth: weights file not found"):
         build_model("resnet18", num_classes=3, image_size=32, weights=str(tmp_path / "nope.pth"))
     junk = tmp_path / "junk.pth"
     junk.write_text("not a checkpoint")
-    with pytest.raises(WeightsError, match="junk.pth: not a loadable state_dict"):
+    with pytest.raises(WeightsError, match=r"junk\.pth: not a loadable state_dict"):
         build_model("resnet18", num_classes=3, image_size=32, weights=str(junk))
 
 
@@ -93,3 +101,47 @@ def test_real_imagenet_mobilenet_v2_backbone_loads_from_a_local_file():
     assert model.classifier[1].out_features == 3
     # ImageNet features are not random: BatchNorm running statistics were learned.
     assert not torch.allclose(own["features.1.conv.0.1.running_var"], torch.ones(32))
+
+
+@pytest.mark.parametrize(
+    "arch, size, head",
+    [
+        ("squeezenet1_0", 64, "classifier.1"),  # a 1x1 convolution, not a Linear
+        ("googlenet", 64, "fc"),  # auxiliary classifiers in training mode
+        ("inception_v3", 96, "fc"),  # the same, and a larger minimum input
+        ("vit_b_16", 224, "heads.head"),
+        ("efficientnet_b0", 64, "classifier.1"),
+    ],
+)
+def test_torchvision_classifiers_of_every_shape_train_with_plain_logits(arch, size, head):
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=3, image_size=size)
+    assert find_head(model, 3) == head
+    model.train()
+    logits = model(torch.randn(2, 3, size, size))
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 3)  # no tuple of auxiliary outputs
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.get_submodule(head).parameters())
+    model.eval()
+    assert model(torch.randn(1, 3, size, size)).shape == (1, 3)
+
+
+def test_every_torchvision_classifier_has_exactly_one_head_to_replace():
+    """The rule on all of them, on shapes alone (the meta device: no memory). RegNet computes its widths from
+    tensor values at construction, which the meta device cannot, so its two smallest are built for real."""
+    for arch in torchvision_archs():
+        if arch.startswith("regnet") and not arch.endswith("400mf"):
+            continue
+        with torch.device("cpu" if arch.startswith("regnet") else "meta"):
+            model = torchvision.models.get_model(arch)
+        drop_auxiliary_heads(model)
+        name = replace_head(model, 3)  # raises unless exactly one layer has 1000 outputs
+        head = model.get_submodule(name)
+        assert (head.out_features if isinstance(head, torch.nn.Linear) else head.out_channels) == 3, arch
+
+
+def test_a_state_dict_with_a_value_that_is_no_tensor_is_refused(tmp_path):
+    path = tmp_path / "odd.pth"
+    torch.save({**torchvision.models.resnet18().state_dict(), "fc.weight": [1, 2, 3]}, path)
+    with pytest.raises(WeightsError, match=r"odd\.pth: expected a state_dict \(a mapping of names to tensors\)"):
+        build_model("resnet18", num_classes=3, image_size=32, weights=str(path))

@@ -1,4 +1,4 @@
-"""Bootstrap intervals, calibration and repeated-run summaries on cases whose answer is known by hand."""
+"""Bootstrap and binomial intervals and calibration on cases whose answer is known by hand."""
 
 from __future__ import annotations
 
@@ -9,20 +9,14 @@ import pytest
 from sklearn.metrics import f1_score, recall_score
 
 from bcmodels.stats import (
+    binomial_interval,
     bootstrap_confusions,
     bootstrap_intervals,
-    compare_models,
-    describe,
     expected_calibration_error,
-    paired_difference,
     percentile_interval,
     reliability_bins,
-    repeat_summary,
-    run_scores,
     scores_from_confusions,
 )
-
-T_975_2DF = 4.302653  # Student's t, 97.5th percentile, 2 degrees of freedom (any t table)
 
 
 def _noisy_predictions(n: int = 117, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +30,7 @@ def _noisy_predictions(n: int = 117, seed: int = 1) -> tuple[np.ndarray, np.ndar
 def test_a_perfect_classifier_has_the_degenerate_interval_one_to_one():
     labels = np.array([0, 1, 2] * 4)
     intervals = bootstrap_intervals(labels, labels, 3, resamples=1000, seed=0)
-    assert set(intervals) == {"accuracy", "macro_f1", "weighted_f1", "recall_0", "recall_1", "recall_2"}
+    assert set(intervals) == {"accuracy", "macro_f1", "weighted_f1"}
     for interval in intervals.values():
         assert interval == {"low": 1.0, "high": 1.0}
 
@@ -69,9 +63,11 @@ def test_each_resample_is_scored_as_scikit_learn_scores_the_resampled_images():
 def test_the_intervals_contain_the_point_estimates_and_are_about_as_wide_as_theory_says():
     labels, preds = _noisy_predictions()
     intervals = bootstrap_intervals(labels, preds, 3, resamples=2000, seed=0)
-    points = {"accuracy": np.mean(labels == preds), "macro_f1": f1_score(labels, preds, average="macro"),
-              "weighted_f1": f1_score(labels, preds, average="weighted"),
-              **{f"recall_{k}": r for k, r in enumerate(recall_score(labels, preds, average=None))}}  # fmt: skip
+    points = {
+        "accuracy": np.mean(labels == preds),
+        "macro_f1": f1_score(labels, preds, average="macro"),
+        "weighted_f1": f1_score(labels, preds, average="weighted"),
+    }
     for name, point in points.items():
         assert intervals[name]["low"] < point < intervals[name]["high"], name
     # binomial standard error of an accuracy near 0.75 on 117 images: about 0.04, so a 95% width near 0.16
@@ -132,45 +128,8 @@ def test_reliability_bins_and_ece_by_hand():
     assert expected_calibration_error(labels, probs, n_bins=10) == pytest.approx(0.5 * 0.15 + 0.5 * 0.025)
 
 
-def test_describe_by_hand():
-    # mean 0.65; deviations -0.05, 0.05, 0.15, -0.15: sum of squares 0.05, over n - 1 = 3
-    assert describe([0.6, 0.7, 0.8, 0.5]) == pytest.approx(
-        {"mean": 0.65, "std": np.sqrt(0.05 / 3), "min": 0.5, "max": 0.8, "n": 4})
-    with pytest.raises(ValueError, match="at least two runs"):
-        describe([0.6])
-
-
-def test_paired_difference_by_hand_uses_only_the_shared_seeds():
-    a = {0: 0.70, 1: 0.80, 2: 0.60}
-    b = {0: 0.60, 1: 0.65, 2: 0.55, 3: 0.90}  # seed 3 has no partner in a
-    d = paired_difference(a, b)
-    # differences 0.10, 0.15, 0.05: mean 0.10, sd 0.05, half width t(0.975, 2) * 0.05 / sqrt(3)
-    half = T_975_2DF * 0.05 / np.sqrt(3)
-    assert d["mean"] == pytest.approx(0.10) and d["n"] == 3
-    assert d["ci95"] == pytest.approx({"low": 0.10 - half, "high": 0.10 + half}, rel=1e-6)
-    assert d["per_seed"] == pytest.approx({"seed0": 0.10, "seed1": 0.15, "seed2": 0.05})
-    with pytest.raises(ValueError, match="at least two shared seeds"):
-        paired_difference({0: 1.0, 1: 1.0}, {1: 0.5})
-
-
-def test_repeat_summary_describes_each_model_and_compares_each_pair_in_order():
-    runs = {
-        "simple_cnn": {0: {"accuracy": 0.6}, 1: {"accuracy": 0.7}, 2: {"accuracy": 0.8}},
-        "mobilenet": {0: {"accuracy": 0.5}, 1: {"accuracy": 0.7}, 2: {"accuracy": 0.6}},
-        "resnet101": {0: {"accuracy": 0.9}, 1: {"accuracy": 0.8}, 2: {"accuracy": 0.85}},
-    }
-    summary = repeat_summary(runs)
-    assert summary["models"]["mobilenet"]["accuracy"] == pytest.approx(
-        {"mean": 0.6, "std": 0.1, "min": 0.5, "max": 0.7, "n": 3})
-    assert list(summary["paired"]) == ["simple_cnn_vs_mobilenet", "simple_cnn_vs_resnet101", "mobilenet_vs_resnet101"]
-    assert summary["paired"]["simple_cnn_vs_mobilenet"]["accuracy"]["per_seed"] == pytest.approx(
-        {"seed0": 0.1, "seed1": 0.0, "seed2": 0.2})
-    assert compare_models({"simple_cnn": runs["simple_cnn"]}) == {}
-
-
-def test_run_scores_reads_the_summarised_numbers_of_a_metrics_json():
-    metrics = {"accuracy": 0.7, "macro": {"f1": 0.6}, "weighted": {"f1": 0.65}, "calibration": {"ece": 0.1},
-               "benign": {"recall": 0.9}, "malignant": {"recall": 0.5}, "normal": {"recall": 0.2}}  # fmt: skip
-    assert run_scores(metrics, ("benign", "malignant", "normal")) == {
-        "accuracy": 0.7, "macro_f1": 0.6, "weighted_f1": 0.65, "recall_benign": 0.9, "recall_malignant": 0.5,
-        "recall_normal": 0.2, "ece": 0.1}  # fmt: skip
+def test_binomial_interval_by_the_beta_quantiles_and_never_a_point_at_the_ends():
+    assert binomial_interval(0, 20) == {"low": 0.0, "high": pytest.approx(1 - 0.025 ** (1 / 20))}
+    assert binomial_interval(20, 20) == {"low": pytest.approx(0.025 ** (1 / 20)), "high": 1.0}
+    middle = binomial_interval(10, 20)
+    assert middle == pytest.approx({"low": 0.2720, "high": 0.7280}, abs=1e-4)  # Clopper-Pearson tables

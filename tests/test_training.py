@@ -5,19 +5,25 @@ import dataclasses
 import pytest
 import torch
 
-from bcmodels.config import AugmentConfig, EarlyStoppingConfig, ModelConfig, SchedulerConfig, TrainConfig
+from bcmodels.config import ModelConfig, TrainConfig
 from bcmodels.data import Subset
+from bcmodels.errors import ConfigError
 from bcmodels.evaluation import classification_metrics
+from bcmodels.inference import predict_logits
 from bcmodels.models import build_model
 from bcmodels.runtime import memory_format, resolve_device, seed_everything
 from bcmodels.training import (
     EarlyStopping,
     EpochSetup,
-    batch_indices, epoch_order, evaluate_loss, fit, inverse_frequency_weights, minority_classes,
-    predict,
+    batch_indices,
+    epoch_order,
+    evaluate_loss,
+    fit,
+    inverse_frequency_weights,
+    minority_classes,
     train_one_epoch,
 )
-from bcmodels.errors import ConfigError
+from tests.conftest import project_params
 
 
 def _run_epochs(stopper: EarlyStopping, losses: list[float]) -> int:
@@ -46,32 +52,51 @@ def test_early_stopping_follows_the_studys_rule(losses, epochs_run, best):
 def _subset(n: int, size: int, seed: int, pattern: tuple[int, ...] = (0, 1, 2)) -> Subset:
     g = torch.Generator().manual_seed(seed)
     labels = torch.tensor(pattern).repeat(n // len(pattern) + 1)[:n]
-    images = torch.randint(0, 100, (n, 3, size, size), generator=g, dtype=torch.uint8) + labels.view(-1, 1, 1, 1).to(torch.uint8) * 60
+    images = (
+        torch.randint(0, 100, (n, 3, size, size), generator=g, dtype=torch.uint8)
+        + labels.view(-1, 1, 1, 1).to(torch.uint8) * 60
+    )
     return Subset(files=[f"f{i}.png" for i in range(n)], images=images, labels=labels)
 
 
 def _config(**overrides) -> TrainConfig:
-    base = TrainConfig(
-        models=("simple_cnn",),
-        model={"simple_cnn": ModelConfig(arch="simple_cnn", lr=1e-3)},
+    study = project_params().train
+    base = dataclasses.replace(
+        study,
         seed=7,
         device="cpu",
         batch_size=4,
         max_epochs=3,
-        early_stopping=EarlyStoppingConfig(patience=2, start_epoch=0),
-        scheduler=SchedulerConfig(step_size=1, gamma=0.5),
+        early_stopping=dataclasses.replace(study.early_stopping, patience=2, start_epoch=0),
+        scheduler=dataclasses.replace(study.scheduler, step_size=1, gamma=0.5),
     )
     return dataclasses.replace(base, **overrides)
 
 
-def _train_once(config: TrainConfig, arch: str = "simple_cnn", pattern: tuple[int, ...] = (0, 1, 2)):
+def _model_config(arch: str = "simple_cnn", imbalance: str = "none") -> ModelConfig:
+    return ModelConfig(arch=arch, weights="none", lr=1e-3, weight_decay=0.0, imbalance=imbalance)
+
+
+def _train_once(
+    config: TrainConfig, arch: str = "simple_cnn", pattern: tuple[int, ...] = (0, 1, 2), imbalance: str = "none"
+):
     seed_everything(config.seed, config.deterministic)
     model = build_model(arch, num_classes=3, image_size=32)
     train, val, test = _subset(24, 32, 0, pattern), _subset(9, 32, 1), _subset(9, 32, 2)
-    result = fit(model, train, val, name=arch, model_config=ModelConfig(arch=arch, lr=1e-3), config=config,
-                 device=torch.device("cpu"))  # fmt: skip
-    probs = torch.softmax(predict(model, test, batch_size=4), 1).numpy()
-    return model, result, classification_metrics(test.labels.numpy(), probs), val
+    result = fit(
+        model,
+        train,
+        val,
+        name=arch,
+        model_config=_model_config(arch, imbalance),
+        config=config,
+        device=torch.device("cpu"),
+    )
+    probs = torch.softmax(predict_logits(model, test.images, batch_size=4), 1).numpy()
+    metrics = classification_metrics(
+        test.labels.numpy(), probs, ("benign", "malignant", "normal"), project_params().evaluate
+    )
+    return model, result, metrics, val
 
 
 @pytest.mark.parametrize("arch", ["simple_cnn", "mobilenet"])
@@ -107,7 +132,7 @@ def test_batch_larger_than_the_training_set_is_refused():
 def test_cuda_asked_for_without_a_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
-    with pytest.raises(ConfigError, match="train.device: cuda asked for, but torch sees no CUDA device"):
+    with pytest.raises(ConfigError, match=r"train\.device: cuda asked for, but torch sees no CUDA device"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
 
@@ -117,8 +142,15 @@ def test_a_lone_last_image_is_folded_into_the_previous_batch():
     seed_everything(0, True)
     model = build_model("mobilenet", num_classes=3, image_size=32)
     config = _config(batch_size=4, max_epochs=1)
-    result = fit(model, _subset(9, 32, 0), _subset(6, 32, 1), name="mobilenet",
-                 model_config=ModelConfig(arch="mobilenet", lr=1e-3), config=config, device=torch.device("cpu"))  # fmt: skip
+    result = fit(
+        model,
+        _subset(9, 32, 0),
+        _subset(6, 32, 1),
+        name="mobilenet",
+        model_config=_model_config("mobilenet"),
+        config=config,
+        device=torch.device("cpu"),
+    )
     assert result.epochs_run == 1
 
 
@@ -147,11 +179,11 @@ def test_balanced_sampler_draws_every_class_about_equally():
     assert sorted(plain.tolist()) == list(range(100))  # a permutation: every image once
 
 
-@pytest.mark.parametrize("option", [{"class_weighted_loss": True}, {"balanced_sampler": True}])
+@pytest.mark.parametrize("option", ["class_weighted_loss", "balanced_sampler", "minority_augment"])
 def test_imbalance_options_change_the_run(option):
     imbalanced = (0, 0, 0, 0, 1, 1, 2, 0)
     _, plain, _, _ = _train_once(_config(max_epochs=1), pattern=imbalanced)
-    _, changed, _, _ = _train_once(_config(max_epochs=1, **option), pattern=imbalanced)
+    _, changed, _, _ = _train_once(_config(max_epochs=1), pattern=imbalanced, imbalance=option)
     assert plain.history[0]["train_loss"] != changed.history[0]["train_loss"]
 
 
@@ -159,11 +191,38 @@ def test_the_cuda_settings_train_on_cpu_too():
     """bf16 autocast and channels-last (what CUDA uses) run through the same loop on the CPU."""
     seed_everything(0, True)
     model = build_model("simple_cnn", num_classes=3, image_size=32).to(memory_format=torch.channels_last)
-    setup = EpochSetup(batch_size=4, augment=AugmentConfig(), amp_dtype=torch.bfloat16, memory_format=torch.channels_last)
+    setup = EpochSetup(
+        batch_size=4,
+        augment=project_params().train.augment,
+        amp_dtype=torch.bfloat16,
+        memory_format=torch.channels_last,
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    stats = train_one_epoch(model, _subset(12, 32, 0), optimizer, setup, generator=torch.Generator().manual_seed(0), desc="t")
+    stats = train_one_epoch(
+        model, _subset(12, 32, 0), optimizer, setup, generator=torch.Generator().manual_seed(0), desc="t"
+    )
     assert 0 < stats["loss"] < 10 and 0 <= stats["accuracy"] <= 1
-    logits = predict(model, _subset(5, 32, 1), batch_size=4, amp_dtype=torch.bfloat16, memory_format=torch.channels_last)
+    logits = predict_logits(
+        model, _subset(5, 32, 1).images, batch_size=4, amp_dtype=torch.bfloat16, memory_format=torch.channels_last
+    )
     assert logits.dtype == torch.float32 and logits.shape == (5, 3) and torch.isfinite(logits).all()
     assert resolve_device("cpu").type == "cpu" and memory_format(torch.device("cpu")) == torch.contiguous_format
     assert memory_format(torch.device("cuda")) == torch.channels_last
+
+
+def test_a_diverging_learning_rate_stops_with_the_key_to_change():
+    with pytest.raises(ConfigError, match=r"train\.simple_cnn\.lr: the training loss diverged"):
+        seed_everything(0, True)
+        model = build_model("simple_cnn", num_classes=3, image_size=32)
+        huge = dataclasses.replace(_model_config(), lr=1.0)
+        with torch.no_grad():  # what a diverged step leaves behind: weights that are no longer numbers
+            model.classifier[-1].weight.fill_(float("inf"))
+        fit(
+            model,
+            _subset(12, 32, 0),
+            _subset(6, 32, 1),
+            name="simple_cnn",
+            model_config=huge,
+            config=_config(),
+            device=torch.device("cpu"),
+        )

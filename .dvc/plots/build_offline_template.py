@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Regenerate .dvc/plots/offline_page.html: DVC's plots page with Vega inlined, for reading offline.
+
+Why: DVC's default page loads Vega, Vega-Lite and Vega-Embed from cdn.jsdelivr.net, so without a
+network every Vega plot is silently missing. This page carries the three libraries inline instead.
+.dvc/config points `plots.html_template` at it, so a plain `dvc plots show` / `dvc plots diff` uses it.
+
+Run via `make plots-template` (needs npm and the npm registry; nothing else). The generated page is
+committed, so a fresh clone renders plots without npm. Standard library only.
+
+What it does: `npm pack` the pinned versions into a temporary folder, read build/*.min.js, LICENSE
+and package.json straight out of each tarball, inline the scripts into the page and copy each
+licence text to vendor/<package>/LICENSE with a vendor/README.md that records what came from where.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PAGE = HERE / "offline_page.html"
+VENDOR = HERE / "vendor"
+
+# Newest releases of the same major lines as DVC 3.67.1's default page (dvc_render/vega.py loads
+# vega@5.20.2, vega-lite@5.2.0, vega-embed@6.18.2), so the Vega-Lite v5 specs DVC emits, its
+# built-in templates included, behave the same, with the fixes released since.
+# Order matters: vega-embed's bundle expects the globals `vega` and `vegaLite` to exist already.
+PACKAGES = [
+    # (npm name, exact version, file inlined from the tarball)
+    ("vega", "5.33.1", "build/vega.min.js"),
+    ("vega-lite", "5.23.0", "build/vega-lite.min.js"),
+    ("vega-embed", "6.29.0", "build/vega-embed.min.js"),
+]
+
+# The vega 5.33.1 tarball on npm ships no LICENSE file (its package.json still says
+# BSD-3-Clause); 5.33.0, one patch release earlier from the same repository, ships the text.
+LICENSE_FROM = {("vega", "5.33.1"): "5.33.0"}
+
+# DVC fills its page with plain str.replace on these; inlined code must not contain them.
+DVC_PLACEHOLDERS = ("{plot_divs}", "{scripts}", "{refresh_tag}")
+
+
+def npm_pack(spec: str, dest: Path) -> tuple[Path, str]:
+    """`npm pack <spec>` into dest; return the tarball and its registry integrity hash."""
+    out = subprocess.run(
+        ["npm", "pack", "--json", "--silent", spec],
+        cwd=dest,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    info = json.loads(out)[0]
+    return dest / info["filename"], info["integrity"]
+
+
+def member(tar: tarfile.TarFile, name: str) -> str | None:
+    """Text of package/<name> in an npm tarball, or None where the tarball has no such file."""
+    try:
+        f = tar.extractfile(f"package/{name}")
+    except KeyError:
+        return None
+    return f.read().decode("utf-8") if f else None
+
+
+def main() -> int:
+    scripts, rows = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, version, dist in PACKAGES:
+            tgz, integrity = npm_pack(f"{name}@{version}", tmp)
+            with tarfile.open(tgz) as tar:
+                meta = json.loads(member(tar, "package.json"))
+                code = member(tar, dist)
+                licence_text = member(tar, "LICENSE")
+            assert meta["version"] == version, (name, meta["version"])
+            licence = meta["license"]
+            licence_note = "LICENSE from the same tarball"
+            if licence_text is None:
+                other = LICENSE_FROM[(name, version)]  # KeyError: a new pin lost its LICENSE, look
+                with tarfile.open(npm_pack(f"{name}@{other}", tmp)[0]) as tar:
+                    licence_text = member(tar, "LICENSE")
+                licence_note = f"LICENSE taken from {name}@{other} (the {version} tarball has none)"
+            # An inline <script> ends at the first "</script"; "<!--" changes how HTML parses it.
+            for bad in ("</script", "<!--", *DVC_PLACEHOLDERS):
+                assert bad not in code.lower(), f"{name}: {bad!r} in {dist}; escape it before inlining"
+            (VENDOR / name).mkdir(parents=True, exist_ok=True)
+            (VENDOR / name / "LICENSE").write_text(licence_text, encoding="utf-8")
+            scripts.append(
+                f"<script>/* {name}@{version} ({dist}), {licence}: see .dvc/plots/vendor/{name}/LICENSE */\n"
+                f"{code.strip()}\n</script>"
+            )
+            rows.append((name, version, licence, dist, integrity, licence_note))
+
+    header = "\n".join(f"       {n}@{v}  {lic}  {d}  {i}" for n, v, lic, d, i, _ in rows)
+    # The page DVC fills. "{refresh_tag}" and "{plot_divs}" are DVC's placeholders; the one for
+    # DVC's own script tags is left out on purpose: it would bring back the CDN <script src> tags.
+    page = f"""<!DOCTYPE html>
+<html>
+<head>
+    <meta charset="utf-8">
+    {{refresh_tag}}
+    <title>DVC Plot</title>
+    <!-- Generated by .dvc/plots/build_offline_template.py (make plots-template); do not edit by hand.
+         DVC's plots page with Vega inlined, so it renders without network access.
+         Inlined from the npm registry (package@version, licence, file, npm integrity):
+{header}
+         Licence texts: .dvc/plots/vendor/<package>/LICENSE. -->
+    {chr(10).join(scripts)}
+    <script>
+    // DVC's plot divs call vegaEmbed('#id', spec). Offline, two defaults of vega-embed mislead:
+    // "Open in Vega Editor" needs the internet, and a spec that fails to render leaves an empty
+    // div. Hide the editor action and print the error in the plot's place instead.
+    window.vegaEmbed = (function (embed) {{
+        return function (el, spec, opt) {{
+            opt = Object.assign({{actions: {{export: true, source: true, compiled: true, editor: false}}}}, opt);
+            return embed(el, spec, opt).catch(function (err) {{
+                var div = typeof el === "string" ? document.querySelector(el) : el;
+                var pre = document.createElement("pre");
+                pre.style.color = "#b00";
+                pre.textContent = "This plot failed to render: " + err;
+                if (div) div.appendChild(pre);
+                console.error(err);
+            }});
+        }};
+    }})(window.vegaEmbed);
+    </script>
+    <style>
+        table {{
+            border-spacing: 15px;
+        }}
+        /* vega-embed makes each plot an inline-block, so plots of different kinds wrap into one
+           another's rows; one plot per row keeps each model's figures in a readable order.
+           ("div." outranks the stylesheet vega-embed adds to the page when it runs.) */
+        div.vega-embed {{
+            display: block;
+            width: fit-content;
+            margin-bottom: 20px;
+        }}
+    </style>
+</head>
+<body>
+    {{plot_divs}}
+</body>
+</html>
+"""
+    PAGE.write_text(page, encoding="utf-8")
+
+    readme = [
+        "# Vendored JavaScript in ../offline_page.html",
+        "",
+        "Generated by `../build_offline_template.py` (`make plots-template`); do not edit by hand.",
+        "Each library's minified build is inlined into the page; its licence text is kept here.",
+        "",
+        "| package | version | licence | file inlined | npm integrity | licence text |",
+        "|---|---|---|---|---|---|",
+    ]
+    readme += [f"| {n} | {v} | {lic} | {d} | `{i}` | {note} |" for n, v, lic, d, i, note in rows]
+    readme += [
+        "",
+        "The minified builds, as published, also bundle some of each package's own dependencies (in vega:",
+        "d3 modules, ISC; in vega-embed: fast-json-patch, MIT, semver, ISC, vega-themes, BSD-3-Clause;",
+        "among others) without their licence notices; those are not reproduced here either.",
+    ]
+    (VENDOR / "README.md").write_text("\n".join(readme) + "\n", encoding="utf-8")
+    print(f"wrote {PAGE} ({PAGE.stat().st_size} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Stage backbone: the ImageNet MobileNetV2 backbone (bcmodels.backbone) as a torchvision state_dict at --out."""
+
+import argparse
+from pathlib import Path
+
+from bcmodels.backbone import make_backbone
+from bcmodels.cli import run_stage
+from bcmodels.config import load_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="where to write the state_dict")
+    args = parser.parse_args()
+    params = load_params()
+    count = make_backbone(
+        params.backbone,
+        args.out,
+        timeout_s=params.download.timeout_s,
+        retries=params.download.retries,
+        max_mb=params.download.max_archive_mb,
+    )
+    print(f"{args.out}: {count} tensors of MobileNetV2's ImageNet feature extractor")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,38 @@
+"""Stage summarize (crossval/dvc.yaml): every model's out-of-fold predictions pooled over the folds, with
+bootstrap intervals, paired differences, the spread over folds, a report and figures."""
+
+import argparse
+from pathlib import Path
+
+from bcmodels.cli import run_stage
+from bcmodels.config import load_params
+from bcmodels.crossval import summarize_crossval
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--predictions", type=Path, required=True, help="folder of fold<k>-seed<s>/<model>.csv")
+    parser.add_argument("--out", type=Path, required=True, help="folder for summary.json, summary/, report.md")
+    args = parser.parse_args()
+    params = load_params()
+    cv, ev = params.crossval, params.evaluate
+    summary = summarize_crossval(
+        cv.models,
+        cv.folds,
+        cv.seeds,
+        args.predictions,
+        args.out,
+        resamples=ev.bootstrap_resamples,
+        seed=ev.bootstrap_seed,
+        bins=ev.calibration_bins,
+    )
+    for model in cv.models:
+        m = summary["models"][model]
+        print(
+            f"{model}: accuracy {m['accuracy']['value']:.3f}, macro F1 {m['macro_f1']['value']:.3f} "
+            f"on {summary['images']} images"
+        )
+
+
+if __name__ == "__main__":
+    run_stage(main)
