@@ -4,7 +4,8 @@ Per model, at the configured batch size (train.batch_size) and with the recipe's
 - step ceiling: images/s of the bare training step (forward, backward, the recipe's optimiser) on one batch
   that is already on the device, no augmentation: the most the loop could reach;
 - epoch: images/s of one whole epoch of the real training loop (bcmodels.training.train_one_epoch:
-  shuffling, on-device augmentation, standardisation, the same step);
+  shuffling, on-device augmentation, standardisation, the same step), after --warmup-epochs untimed ones
+  (on CUDA the first epoch also pays for cuDNN's algorithm search and first launches, once per shape);
 - their ratio: how much of the ceiling the real loop keeps.
 Models are built without pretrained weights (the speed does not depend on the weight values, and nothing
 is downloaded). Images: the training set of --store and --split when they exist, else random images of the
@@ -73,10 +74,12 @@ def step_ceiling(
     return steps * len(batch) / (time.perf_counter() - start)
 
 
-def bench_model(name: str, params: Params, train: Subset, device: torch.device, steps: int, warmup: int) -> dict:
+def bench_model(
+    name: str, params: Params, train: Subset, device: torch.device, steps: int, warmup: int, warmup_epochs: int
+) -> dict:
     config = params.train
     model_config = config.model_configs[name]
-    seed_everything(config.seed, deterministic=False)  # speed, not bit-reproducibility, is measured here
+    seed_everything(config.seed, config.deterministic)
     model = build_model(model_config.arch, num_classes=len(CLASSES), image_size=train.images.shape[-1])
     setup = epoch_setup(config, model_config, train.labels, device)
     model.to(device, memory_format=setup.memory_format)
@@ -84,11 +87,12 @@ def bench_model(name: str, params: Params, train: Subset, device: torch.device, 
     on_device = train.to(device)
     batch = on_device.images[: config.batch_size]
     ceiling = step_ceiling(model, optimizer, batch, on_device.labels[: config.batch_size], setup, steps, warmup)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(warmup_epochs):
+        train_one_epoch(model, on_device, optimizer, setup, generator=generator, desc=f"{name} warm-up epoch")
     _sync(device)
     start = time.perf_counter()
-    train_one_epoch(
-        model, on_device, optimizer, setup, generator=torch.Generator().manual_seed(0), desc=f"{name} epoch"
-    )
+    train_one_epoch(model, on_device, optimizer, setup, generator=generator, desc=f"{name} epoch")
     _sync(device)
     epoch_seconds = time.perf_counter() - start
     epoch_rate = len(train.labels) / epoch_seconds
@@ -112,7 +116,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", help="model sections of train in params.yaml (default: train.models)")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: train.device)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps for the ceiling")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the ceiling")
+    parser.add_argument("--warmup-epochs", type=int, default=1, help="untimed epochs before the timed one")
     parser.add_argument("--store", type=Path, default=Path("data/processed"), help="the image store (dvc.yaml's)")
     parser.add_argument("--split", type=Path, default=Path("data/split.csv"), help="the split (dvc.yaml's)")
     parser.add_argument("--synthetic", action="store_true", help="random images even if the store exists")
@@ -126,11 +131,12 @@ def main() -> None:
     train, source = training_images(args.store, args.split, args.synthetic, params.preprocess.image_size)
     print(
         f"device {describe(device)}, torch {torch.__version__}, batch {params.train.batch_size}, "
+        f"deterministic {params.train.deterministic}, amp {params.train.amp}, "
         f"{len(train.labels)} training images from {source}"
     )
     print(f"{'model':<14}{'step ceiling img/s':>20}{'epoch img/s':>14}{'ratio':>8}{'epoch s':>10}")
     for name in models:
-        row = bench_model(name, params, train, device, args.steps, args.warmup)
+        row = bench_model(name, params, train, device, args.steps, args.warmup, args.warmup_epochs)
         print(
             f"{name:<14}{row['ceiling']:>20.1f}{row['epoch']:>14.1f}{row['ratio']:>8.2f}{row['epoch_s']:>10.1f}",
             flush=True,
