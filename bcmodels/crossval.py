@@ -11,6 +11,7 @@ seeds' predictions, so resampling images keeps the seeds of an image together.
 from __future__ import annotations
 
 import itertools
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,8 +314,14 @@ def confusion_figure(summary: dict, models: Sequence[str], classes: Sequence[str
             ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
         ax.set_xticks(range(len(classes)), classes)
         ax.set_yticks(range(len(classes)), classes)
-        ax.set(xlabel="predicted", ylabel="actual", title=m)
+        ax.set(xlabel="predicted", ylabel="actual", title=_two_lines(m))
     return fig
+
+
+def _two_lines(name: str, width: int = 18) -> str:
+    """A long model name broken at underscores onto lines of at most `width` characters, so that a title no
+    wider than its panel stays inside the figure."""
+    return "\n".join(line.replace(" ", "_") for line in textwrap.wrap(name.replace("_", " "), width))
 
 
 def _save(fig: Figure, path: Path) -> None:

@@ -30,7 +30,7 @@ def _stages():
             yield pytest.param(pipeline, name, body, id=f"{pipeline}:{name}")
 
 
-@pytest.mark.parametrize("pipeline, name, stage", _stages())
+@pytest.mark.parametrize("pipeline, name, stage", list(_stages()))
 def test_deps_list_exactly_the_modules_the_command_imports(pipeline, name, stage):
     module = re.search(r"python -m (stages\.\w+)", stage["cmd"])
     if module is None:  # a shell command (main_run@ copies a file): no Python to trace
