@@ -20,14 +20,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bcmodels.errors import DataError
-from bcmodels.fileio import atomic_path, write_json, write_text
+from bcmodels.figures import DPI, draw_confusion, save_figure
+from bcmodels.fileio import write_json, write_text
 from bcmodels.formats.predictions import read_predictions
 from bcmodels.stats import LEVEL, percentile_interval, scores_from_confusions
 from bcmodels.tables import metric_label, number, table
 
 COMMAND = "dvc repro crossval/dvc.yaml"
 SUMMARY_METRICS = ("accuracy", "macro_f1", "weighted_f1", "macro_auc", "ece")
-DPI = 100
 
 
 @dataclass(frozen=True)
@@ -309,12 +309,8 @@ def confusion_figure(summary: dict, models: Sequence[str], classes: Sequence[str
     fig = Figure(figsize=(3.4 * len(models), 3.3), dpi=DPI, layout="constrained")
     for ax, m in zip(fig.subplots(1, len(models), squeeze=False)[0], models):
         matrix = np.array([[summary["models"][m]["confusion"][t][p] for p in classes] for t in classes])
-        ax.imshow(matrix, cmap="Blues", vmin=0)
-        for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
-        ax.set_xticks(range(len(classes)), classes)
-        ax.set_yticks(range(len(classes)), classes)
-        ax.set(xlabel="predicted", ylabel="actual", title=_two_lines(m))
+        draw_confusion(ax, matrix, classes)
+        ax.set_title(_two_lines(m))
     return fig
 
 
@@ -322,11 +318,6 @@ def _two_lines(name: str, width: int = 18) -> str:
     """A long model name broken at underscores onto lines of at most `width` characters, so that a title no
     wider than its panel stays inside the figure."""
     return "\n".join(line.replace(" ", "_") for line in textwrap.wrap(name.replace("_", " "), width))
-
-
-def _save(fig: Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
 
 
 def summarize_crossval(
@@ -350,13 +341,13 @@ def summarize_crossval(
             out / "summary" / f"{m}.json", headline(summary["models"][m], summary["images"], len(folds) * len(seeds))
         )
     write_text(out / "report.md", markdown(summary, models, folds, seeds, classes))
-    _save(
+    save_figure(
         metrics_figure(summary, models, SUMMARY_METRICS[:4], "Pooled over all images, 95% intervals"),
         out / "figures" / "metrics.png",
     )
-    _save(
+    save_figure(
         metrics_figure(summary, models, [f"recall_{c}" for c in classes], "Recall per class, 95% intervals"),
         out / "figures" / "recall.png",
     )
-    _save(confusion_figure(summary, models, classes), out / "figures" / "confusion.png")
+    save_figure(confusion_figure(summary, models, classes), out / "figures" / "confusion.png")
     return summary

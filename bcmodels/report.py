@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from sklearn.metrics import auc, roc_curve
 
 from bcmodels.errors import DataError
-from bcmodels.fileio import atomic_path, write_text
+from bcmodels.figures import DPI, draw_confusion, save_figure
+from bcmodels.fileio import write_text
 from bcmodels.formats.history import read_history
 from bcmodels.formats.metrics import read_detail
 from bcmodels.formats.predictions import read_predictions
@@ -53,7 +54,6 @@ STUDY_TABLE_I = {
     },
 }
 
-DPI = 100
 NEVER_PREDICTED = "†"
 
 
@@ -211,13 +211,7 @@ def confusion_figure(results: Sequence[ModelResults]) -> Figure:
     fig, axes = _axes_row(results)
     for ax, r in zip(axes, results):
         matrix = np.array([[r.metrics["confusion"][t][p] for p in r.classes] for t in r.classes])
-        ax.imshow(matrix, cmap="Blues", vmin=0)
-        for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
-        ax.set_xticks(range(len(r.classes)), r.classes)
-        ax.set_yticks(range(len(r.classes)), r.classes)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("actual")
+        draw_confusion(ax, matrix, r.classes)
         ax.set_title(f"{r.name}: accuracy {r.metrics['accuracy']:.2f}")
     return fig
 
@@ -290,12 +284,6 @@ FIGURES = {
     "roc.png": roc_figure,
     "reliability.png": reliability_figure,
 }
-
-
-def save_figure(fig: Figure, path: Path) -> None:
-    """PNG at a fixed dpi without the version stamp, so the same inputs give the same bytes."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
 
 
 def write_report(
