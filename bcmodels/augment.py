@@ -66,8 +66,12 @@ def draw(
         dim=1,
     )
     order = torch.argsort(torch.rand(n, 4, generator=generator), dim=1)  # a uniform random permutation per row
-    jitter_on = tuple(x > 0 for x in (config.brightness, config.contrast, config.saturation, config.hue))
-    return AugmentDraws(applied, flip, angle, factors, order, jitter_on)
+    return AugmentDraws(applied, flip, angle, factors, order, jitter_on(config))
+
+
+def jitter_on(config: AugmentConfig) -> tuple[bool, bool, bool, bool]:
+    """Which colour-jitter operations run: one set to 0 is skipped, as ColorJitter does."""
+    return tuple(x > 0 for x in (config.brightness, config.contrast, config.saturation, config.hue))
 
 
 def _grayscale(images: torch.Tensor) -> torch.Tensor:
@@ -132,16 +136,25 @@ def rotate(images: torch.Tensor, angle_deg: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid.to(images.dtype), mode="nearest", padding_mode="zeros", align_corners=False)
 
 
-def apply(images: torch.Tensor, draws: AugmentDraws) -> torch.Tensor:
+def apply(images: torch.Tensor, draws: AugmentDraws, *, fixed_shapes: bool = False) -> torch.Tensor:
     """Augment a float (n, 3, S, S) batch in [0, 1] with the given draws; images not applied stay bit-identical.
 
     Each operation runs only on the images that get it. The selections are made from the CPU draws,
     so choosing them never waits for the GPU.
+
+    fixed_shapes: draws already on the images' device; every operation runs on the whole batch and each
+    image keeps its result only where it was selected. More arithmetic, but no shape depends on the draws:
+    what a CUDA graph can capture once and replay. The same pixels, except that contrast's per-image mean
+    may round differently in the last bit (a reduction's order can depend on how many images it runs on).
     """
     device = images.device
     out = images.clone()
 
     def run(selected: torch.Tensor, op, *args) -> None:
+        nonlocal out
+        if fixed_shapes:
+            out = torch.where(selected.view(-1, 1, 1, 1), op(out, *args), out)
+            return
         index = selected.nonzero().squeeze(1)
         if len(index):
             on_device = index.to(device, non_blocking=True)

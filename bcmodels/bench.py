@@ -1,34 +1,41 @@
-"""Training throughput: `python -m bcmodels.bench [--models ...] [--device cpu|cuda]`.
+"""Training speed: `python -m bcmodels.bench [--models ...] [--device cpu|cuda] [--fit]`.
 
 Per model, at the configured batch size (train.batch_size) and with the recipe's settings:
 - step ceiling: images/s of the bare training step (forward, backward, the recipe's optimiser) on one batch
   that is already on the device, no augmentation: the most the loop could reach;
-- epoch: images/s of one whole epoch of the real training loop (bcmodels.training.train_one_epoch:
+- epoch: images/s of one whole epoch of the real training loop (bcmodels.epoch.train_one_epoch:
   shuffling, on-device augmentation, standardisation, the same step), after --warmup-epochs untimed ones
   (on CUDA the first epoch also pays for cuDNN's algorithm search and first launches, once per shape);
 - their ratio: how much of the ceiling the real loop keeps.
+On CUDA the same three again with the step captured in a CUDA graph (train.cuda_graph: bcmodels.cuda_graph),
+side by side, and a check that the graph trains as the eager loop does (graph_agreement). --fit also
+trains each model with the whole recipe (validation each epoch, early stopping) on the split's train and
+validation sets, eagerly and (on CUDA) as a graph, and reports the seconds.
 Models are built without pretrained weights (the speed does not depend on the weight values, and nothing
 is downloaded). Images: the training set of --store and --split when they exist, else random images of the
-same count and size (--synthetic forces that). A benchmark, not a test: it asserts nothing.
+same count and size (--synthetic forces that). A benchmark, not a test: it asserts nothing; the CUDA
+check (.ci/gpu_check) runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from bcmodels.cli import run_stage
 from bcmodels.config import CLASSES, Params, load_params
+from bcmodels.cuda_graph import GraphedTraining
 from bcmodels.data import Subset, load_subsets
+from bcmodels.epoch import EpochSetup, EpochTotals, epoch_setup, train_one_epoch, training_step
 from bcmodels.errors import ConfigError
-from bcmodels.inference import autocast, standardize, to_unit_float
+from bcmodels.inference import standardize, to_unit_float
 from bcmodels.models import build_model
 from bcmodels.runtime import resolve_device, seed_everything
-from bcmodels.training import EpochSetup, epoch_setup, make_optimizer, train_one_epoch
+from bcmodels.training import fit, make_optimizer
 
 STUDY_TRAIN_IMAGES = 563  # the study split's training set, for the synthetic stand-in
 
@@ -50,22 +57,33 @@ def training_images(store: Path, split: Path, synthetic: bool, image_size: int) 
 
 
 def step_ceiling(
-    model, optimizer, batch: torch.Tensor, labels: torch.Tensor, setup: EpochSetup, steps: int, warmup: int
+    model, optimizer, batch: torch.Tensor, labels: torch.Tensor, setup: EpochSetup, steps: int, warmup: int, graph: bool
 ) -> float:
-    """Images/s of the bare training step on one batch already on the device."""
+    """Images/s of the bare training step on one batch already on the device, launched op by op or, with
+    graph, captured once and replayed (after the same warm-up)."""
     device = batch.device
     images = standardize(to_unit_float(batch)).contiguous(memory_format=setup.memory_format)
+    totals = EpochTotals.zeros(device)
     model.train()
 
     def step() -> None:
-        with autocast(device, setup.amp_dtype):
-            loss = F.cross_entropy(model(images).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(model, optimizer, images, labels, setup, None, totals)
 
-    for _ in range(warmup):
-        step()
+    if graph:
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        captured = torch.cuda.CUDAGraph()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(captured):
+            step()
+        step = captured.replay
+    else:
+        for _ in range(warmup):
+            step()
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -75,24 +93,44 @@ def step_ceiling(
 
 
 def bench_model(
-    name: str, params: Params, train: Subset, device: torch.device, steps: int, warmup: int, warmup_epochs: int
+    name: str,
+    params: Params,
+    train: Subset,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    warmup_epochs: int,
+    graph: bool = False,
 ) -> dict:
+    """Step ceiling, one timed epoch and their ratio for model section name, eager or (graph) as a CUDA graph."""
     config = params.train
     model_config = config.model_configs[name]
     seed_everything(config.seed, config.deterministic)
     model = build_model(model_config.arch, num_classes=len(CLASSES), image_size=train.images.shape[-1])
     setup = epoch_setup(config, model_config, train.labels, device)
     model.to(device, memory_format=setup.memory_format)
-    optimizer = make_optimizer(model, model_config)
     on_device = train.to(device)
-    batch = on_device.images[: config.batch_size]
-    ceiling = step_ceiling(model, optimizer, batch, on_device.labels[: config.batch_size], setup, steps, warmup)
+    batch, labels = on_device.images[: config.batch_size], on_device.labels[: config.batch_size]
+    optimizer = make_optimizer(model, model_config, capturable=graph)
+    ceiling = step_ceiling(model, optimizer, batch, labels, setup, steps, warmup, graph)
+    # a fresh optimiser for the loop: the ceiling's graph holds on to the first one's gradients
+    optimizer = make_optimizer(model, model_config, capturable=graph)
     generator = torch.Generator().manual_seed(0)
+    if graph:
+        runner = GraphedTraining(model, on_device, optimizer, setup)
+
+        def epoch(desc: str) -> None:
+            runner.train_epoch(generator, desc)
+    else:
+
+        def epoch(desc: str) -> None:
+            train_one_epoch(model, on_device, optimizer, setup, generator=generator, desc=desc)
+
     for _ in range(warmup_epochs):
-        train_one_epoch(model, on_device, optimizer, setup, generator=generator, desc=f"{name} warm-up epoch")
+        epoch(f"{name} warm-up epoch")
     _sync(device)
     start = time.perf_counter()
-    train_one_epoch(model, on_device, optimizer, setup, generator=generator, desc=f"{name} epoch")
+    epoch(f"{name} epoch")
     _sync(device)
     epoch_seconds = time.perf_counter() - start
     epoch_rate = len(train.labels) / epoch_seconds
@@ -102,6 +140,56 @@ def bench_model(
         "epoch": epoch_rate,
         "ratio": epoch_rate / ceiling,
         "epoch_s": epoch_seconds,
+    }
+
+
+def graph_agreement(name: str, params: Params, train: Subset, device: torch.device, epochs: int = 1) -> dict:
+    """Train model section name from the same start for `epochs`, eagerly and with GraphedTraining (the same
+    optimiser, the same draws), and compare: the largest difference of any weight and both mean training
+    losses. On CUDA this checks the capture itself: replays must train as the eager steps do, up to
+    contrast's last-bit rounding in the fixed-shape augmentation and what it grows into."""
+    config = params.train
+    model_config = config.model_configs[name]
+    on_device = train.to(device)
+    states, losses = [], []
+    for graph in (False, True):
+        seed_everything(config.seed, config.deterministic)
+        model = build_model(model_config.arch, num_classes=len(CLASSES), image_size=train.images.shape[-1])
+        setup = epoch_setup(config, model_config, train.labels, device)
+        model.to(device, memory_format=setup.memory_format)
+        optimizer = make_optimizer(model, model_config, capturable=device.type == "cuda")
+        generator = torch.Generator().manual_seed(0)
+        runner = GraphedTraining(model, on_device, optimizer, setup) if graph else None
+        for epoch in range(epochs):
+            desc = f"{name} {'graph' if graph else 'eager'} epoch {epoch}"
+            if runner:
+                stats = runner.train_epoch(generator, desc)
+            else:
+                stats = train_one_epoch(model, on_device, optimizer, setup, generator=generator, desc=desc)
+        states.append(model.state_dict())
+        losses.append(stats["loss"])
+    eager, graphed = states
+    return {
+        "max_weight_diff": max((eager[k].double() - graphed[k].double()).abs().max().item() for k in eager),
+        "eager_loss": losses[0],
+        "graph_loss": losses[1],
+    }
+
+
+def fit_model(name: str, params: Params, train: Subset, val: Subset, device: torch.device, graph: bool) -> dict:
+    """Train model section name with the whole recipe (as the train stage, weights: none); seconds and epochs."""
+    config = dataclasses.replace(params.train, cuda_graph=graph)
+    model_config = config.model_configs[name]
+    seed_everything(config.seed, config.deterministic)
+    model = build_model(model_config.arch, num_classes=len(CLASSES), image_size=train.images.shape[-1])
+    _sync(device)
+    start = time.perf_counter()
+    result = fit(model, train, val, name=name, model_config=model_config, config=config, device=device)
+    _sync(device)
+    return {
+        "seconds": time.perf_counter() - start,
+        "epochs": result.epochs_run,
+        "val_loss": result.history[result.best_epoch]["val_loss"],
     }
 
 
@@ -121,6 +209,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=Path("data/processed"), help="the image store (dvc.yaml's)")
     parser.add_argument("--split", type=Path, default=Path("data/split.csv"), help="the split (dvc.yaml's)")
     parser.add_argument("--synthetic", action="store_true", help="random images even if the store exists")
+    parser.add_argument("--fit", action="store_true", help="also time whole trainings with the recipe")
     args = parser.parse_args()
     params = load_params()
     device = resolve_device(args.device or params.train.device)
@@ -128,19 +217,50 @@ def main() -> None:
     unknown = [m for m in models if m not in params.train.model_configs]
     if unknown:
         raise ConfigError(f"--models: {unknown[0]} has no section train.{unknown[0]} in params.yaml")
+    if args.fit and not (args.store.is_dir() and args.split.is_file()):
+        raise ConfigError(f"--fit: trains on {args.store} and {args.split}; make them with `dvc repro split`")
+    modes = ("eager", "graph") if device.type == "cuda" else ("eager",)
     train, source = training_images(args.store, args.split, args.synthetic, params.preprocess.image_size)
     print(
         f"device {describe(device)}, torch {torch.__version__}, batch {params.train.batch_size}, "
         f"deterministic {params.train.deterministic}, amp {params.train.amp}, "
         f"{len(train.labels)} training images from {source}"
+        + ("" if device.type == "cuda" else "; CUDA graphs need a CUDA device: eager only")
     )
-    print(f"{'model':<14}{'step ceiling img/s':>20}{'epoch img/s':>14}{'ratio':>8}{'epoch s':>10}")
+    rows = []
     for name in models:
-        row = bench_model(name, params, train, device, args.steps, args.warmup, args.warmup_epochs)
+        for mode in modes:
+            row = bench_model(
+                name, params, train, device, args.steps, args.warmup, args.warmup_epochs, graph=mode == "graph"
+            )
+            rows.append((name, mode, row))
+    print(f"{'model':<14}{'step':<7}{'step ceiling img/s':>20}{'epoch img/s':>14}{'ratio':>8}{'epoch s':>10}")
+    for name, mode, row in rows:
         print(
-            f"{name:<14}{row['ceiling']:>20.1f}{row['epoch']:>14.1f}{row['ratio']:>8.2f}{row['epoch_s']:>10.1f}",
+            f"{name:<14}{mode:<7}{row['ceiling']:>20.1f}{row['epoch']:>14.1f}{row['ratio']:>8.2f}"
+            f"{row['epoch_s']:>10.1f}",
             flush=True,
         )
+    if "graph" in modes:
+        print("\ngraph against eager: one epoch from the same start, same optimiser and draws")
+        print(f"{'model':<14}{'max |weight diff|':>19}{'eager loss':>12}{'graph loss':>12}")
+        for name in models:
+            row = graph_agreement(name, params, train, device)
+            print(f"{name:<14}{row['max_weight_diff']:>19.3g}{row['eager_loss']:>12.5f}{row['graph_loss']:>12.5f}")
+    if args.fit:
+        subsets = load_subsets(args.store, args.split)
+        fits = [
+            (name, mode, fit_model(name, params, subsets["train"], subsets["val"], device, mode == "graph"))
+            for name in models
+            for mode in modes
+        ]
+        print(f"\nwhole training with the recipe on {args.split} ({len(subsets['train'].labels)} train images)")
+        print(f"{'model':<14}{'step':<7}{'seconds':>10}{'epochs':>8}{'best val loss':>15}")
+        for name, mode, row in fits:
+            print(f"{name:<14}{mode:<7}{row['seconds']:>10.1f}{row['epochs']:>8}{row['val_loss']:>15.4f}")
+        for mode in modes:
+            total = sum(row["seconds"] for _, m, row in fits if m == mode)
+            print(f"all {len(models)} models, {mode}: {total:.1f} s")
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ class TrainConfig:
     device: str
     deterministic: bool
     amp: bool
+    cuda_graph: bool
     batch_size: int = _range(1, 4096)
     max_epochs: int = _range(1, 1000)
     early_stopping: EarlyStoppingConfig

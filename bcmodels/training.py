@@ -14,16 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bcmodels import augment
-from bcmodels.config import CLASSES, AugmentConfig, ModelConfig, Params, TrainConfig, to_dict
+from bcmodels.config import CLASSES, ModelConfig, Params, TrainConfig, to_dict
+from bcmodels.cuda_graph import GraphedTraining
 from bcmodels.data import Subset, load_subsets
+from bcmodels.epoch import epoch_setup, train_one_epoch
 from bcmodels.errors import ConfigError, DataError, WeightsError
 from bcmodels.formats.checkpoint import Checkpoint, save_checkpoint
 from bcmodels.formats.history import write_history
-from bcmodels.inference import IMAGENET_MEAN, IMAGENET_STD, autocast, predict_logits, standardize, to_unit_float
+from bcmodels.inference import IMAGENET_MEAN, IMAGENET_STD, predict_logits
 from bcmodels.models import build_model, count_parameters
-from bcmodels.progress import progress, say
-from bcmodels.runtime import autocast_dtype, memory_format, resolve_device, seed_everything
+from bcmodels.progress import say
+from bcmodels.runtime import resolve_device, seed_everything
 
 
 @dataclass
@@ -44,98 +45,6 @@ class EarlyStopping:
         return epoch >= self.start_epoch and epoch - self.best_epoch >= self.patience
 
 
-@dataclass(frozen=True)
-class EpochSetup:
-    """How one training epoch draws, augments and weighs its images."""
-
-    batch_size: int
-    augment: AugmentConfig
-    augment_classes: torch.Tensor | None = None  # (classes,) bool, on the CPU: only these are augmented; None = all
-    loss_weight: torch.Tensor | None = None  # (classes,) cross-entropy weights; None = unweighted
-    balanced_sampler: bool = False
-    amp_dtype: torch.dtype | None = None
-    memory_format: torch.memory_format = torch.contiguous_format
-
-
-def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return torch.bincount(labels.cpu(), minlength=num_classes)
-
-
-def inverse_frequency_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """n / (classes * count_c): every class carries the same total weight (a class absent from train gets 0)."""
-    counts = class_counts(labels, num_classes).float()
-    return torch.where(counts > 0, len(labels) / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
-
-
-def minority_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(classes,) bool: every class with fewer training images than the largest one."""
-    counts = class_counts(labels, num_classes)
-    return counts < counts.max()
-
-
-def epoch_order(labels: torch.Tensor, generator: torch.Generator, balanced: bool) -> torch.Tensor:
-    """The image indices of one epoch: a random permutation, or, balanced, len(labels) draws with
-    replacement where every class is equally likely (as torch's WeightedRandomSampler)."""
-    n = len(labels)
-    if not balanced:
-        return torch.randperm(n, generator=generator)
-    per_image = inverse_frequency_weights(labels, len(CLASSES))[labels.cpu()]
-    return torch.multinomial(per_image, n, replacement=True, generator=generator)
-
-
-def batch_indices(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """Consecutive batches of order; a lone last image is folded into the batch before it
-    (BatchNorm cannot train on a single image)."""
-    batches = list(order.split(batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2:] = [torch.cat(batches[-2:])]
-    return batches
-
-
-def train_one_epoch(
-    model: nn.Module,
-    data: Subset,
-    optimizer: torch.optim.Optimizer,
-    setup: EpochSetup,
-    *,
-    generator: torch.Generator,
-    desc: str,
-) -> dict[str, float]:
-    """One pass over the training set (data already on the model's device); mean loss and accuracy.
-
-    The random order and augmentation draws come from generator (CPU), so a seed gives the same run
-    on any device. Which images may be augmented is looked up in CPU copies, and loss and accuracy are
-    summed on the device and read once per epoch: no step waits for the device.
-    """
-    model.train()
-    device = data.images.device
-    labels_cpu = data.labels.cpu()
-    order = epoch_order(labels_cpu, generator, setup.balanced_sampler)
-    loss_weight = setup.loss_weight.to(device) if setup.loss_weight is not None else None
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    with progress(batch_indices(order, setup.batch_size), desc=desc, unit="batch") as bar:
-        for step, idx in enumerate(bar):
-            eligible = setup.augment_classes[labels_cpu[idx]] if setup.augment_classes is not None else None
-            draws = augment.draw(setup.augment, len(idx), generator, eligible)
-            idx = idx.to(device, non_blocking=True)
-            labels = data.labels[idx]
-            images = standardize(augment.apply(to_unit_float(data.images[idx]), draws))
-            images = images.contiguous(memory_format=setup.memory_format)
-            with autocast(device, setup.amp_dtype):
-                logits = model(images)
-                loss = F.cross_entropy(logits.float(), labels, weight=loss_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach() * len(idx)
-            correct += (logits.argmax(1) == labels).sum()
-            if step % 10 == 0:  # reading the loss waits for the device; not on every step
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    n = len(order)
-    return {"loss": total_loss.item() / n, "accuracy": correct.item() / n}
-
-
 def evaluate_loss(model: nn.Module, data: Subset, **kwargs) -> dict[str, float]:
     """Unweighted cross-entropy and accuracy of data (on the model's device)."""
     logits = predict_logits(model, data.images, **kwargs)
@@ -146,32 +55,20 @@ def evaluate_loss(model: nn.Module, data: Subset, **kwargs) -> dict[str, float]:
     }
 
 
-def epoch_setup(
-    config: TrainConfig, model_config: ModelConfig, train_labels: torch.Tensor, device: torch.device
-) -> EpochSetup:
-    """The recipe's per-epoch settings with the model's answer to the class imbalance (none in the study)."""
-    num_classes, imbalance = len(CLASSES), model_config.imbalance
-    minority = imbalance == "minority_augment"
-    return EpochSetup(
-        batch_size=config.batch_size,
-        augment=config.augment,
-        augment_classes=minority_classes(train_labels, num_classes) if minority else None,
-        loss_weight=inverse_frequency_weights(train_labels, num_classes)
-        if imbalance == "class_weighted_loss"
-        else None,
-        balanced_sampler=imbalance == "balanced_sampler",
-        amp_dtype=autocast_dtype(device, config.amp),
-        memory_format=memory_format(device),
-    )
-
-
-def make_optimizer(model: nn.Module, model_config: ModelConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, model_config: ModelConfig, *, capturable: bool = False) -> torch.optim.Optimizer:
     """The study's optimiser: Adam with the model's lr and weight decay.
 
     fused: one kernel over all parameters; on the CPU about 8x faster than the default for the study's
     51M- and 206M-parameter heads, with the same update rule.
+    capturable (for a CUDA graph): the step counts and the learning rate live on the parameters' device,
+    the rate as a tensor that the scheduler updates in place, so a replayed step follows the schedule.
     """
-    return torch.optim.Adam(model.parameters(), lr=model_config.lr, weight_decay=model_config.weight_decay, fused=True)
+    lr = model_config.lr
+    if capturable:
+        lr = torch.tensor(lr, device=next(model.parameters()).device)
+    return torch.optim.Adam(
+        model.parameters(), lr=lr, weight_decay=model_config.weight_decay, fused=True, capturable=capturable
+    )
 
 
 @dataclass(frozen=True)
@@ -201,7 +98,11 @@ def fit(
     setup = epoch_setup(config, model_config, train.labels, device)
     model.to(memory_format=setup.memory_format)
     train, val = train.to(device), val.to(device)
-    optimizer = make_optimizer(model, model_config)
+    graphed = config.cuda_graph and device.type == "cuda"  # the CPU always trains eagerly
+    optimizer = make_optimizer(model, model_config, capturable=graphed)
+    graph = GraphedTraining(model, train, optimizer, setup) if graphed else None
+    if graphed:
+        say(f"{name}: the training step is captured in a CUDA graph and replayed (train.cuda_graph)")
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.scheduler.step_size, gamma=config.scheduler.gamma
     )
@@ -210,8 +111,12 @@ def fit(
     history = []
     for epoch in range(config.max_epochs):
         start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        train_stats = train_one_epoch(model, train, optimizer, setup, generator=generator, desc=f"{name} epoch {epoch}")
+        lr = float(optimizer.param_groups[0]["lr"])  # a tensor when capturable
+        desc = f"{name} epoch {epoch}"
+        if graph is not None:
+            train_stats = graph.train_epoch(generator, desc)
+        else:
+            train_stats = train_one_epoch(model, train, optimizer, setup, generator=generator, desc=desc)
         if not math.isfinite(train_stats["loss"]):
             raise ConfigError(f"train.{name}.lr: the training loss diverged (not finite) in epoch {epoch}; lower it")
         val_stats = evaluate_loss(

@@ -7,22 +7,20 @@ import torch
 
 from bcmodels.config import ModelConfig, TrainConfig
 from bcmodels.data import Subset
+from bcmodels.epoch import (
+    EpochSetup,
+    batch_indices,
+    epoch_order,
+    inverse_frequency_weights,
+    minority_classes,
+    train_one_epoch,
+)
 from bcmodels.errors import ConfigError
 from bcmodels.evaluation import classification_metrics
 from bcmodels.inference import predict_logits
 from bcmodels.models import build_model
 from bcmodels.runtime import memory_format, resolve_device, seed_everything
-from bcmodels.training import (
-    EarlyStopping,
-    EpochSetup,
-    batch_indices,
-    epoch_order,
-    evaluate_loss,
-    fit,
-    inverse_frequency_weights,
-    minority_classes,
-    train_one_epoch,
-)
+from bcmodels.training import EarlyStopping, evaluate_loss, fit
 from tests.conftest import project_params
 
 

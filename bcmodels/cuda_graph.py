@@ -1,0 +1,141 @@
+"""The training step captured once in a CUDA graph and replayed: `train.cuda_graph: true` in params.yaml.
+
+At the study's batch size of 8 a GPU spends most of a step waiting for the CPU to launch the step's few
+hundred small kernels (augmentation, forward, backward, Adam). A CUDA graph records the whole step once and
+then replays it with one launch. Everything a replay touches keeps its address: the model, the optimiser's
+state, the learning rate (a device tensor the scheduler updates in place), the training images on the
+device, and one small input buffer into which each step's batch is written before its replay: per image its
+index and its augmentation draws, packed in one float row (`pack`).
+
+Each epoch draws its order and augmentation from the CPU generator in the same sequence as the eager loop
+(bcmodels.epoch.train_one_epoch), so a seed trains on the same batches with the same draws, and all of an epoch's
+rows go to the device in one copy. The first `warmup_steps` steps run eagerly on a side stream (CUDA graphs
+need the libraries' lazy set-up done before a capture); they are real training steps, not extra ones. A
+batch of another size (an epoch's last) runs the same step eagerly. Without CUDA nothing is captured and
+every step runs eagerly from the same buffer: how the tests check this module on the CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bcmodels import augment
+from bcmodels.data import Subset
+from bcmodels.epoch import EpochSetup, EpochTotals, batch_draws, epoch_batches, training_step
+from bcmodels.errors import ConfigError
+from bcmodels.inference import IMAGENET_MEAN, IMAGENET_STD, to_unit_float
+from bcmodels.progress import progress
+
+# Columns of a packed row: image index, applied, flip, angle, 4 jitter factors, 4 jitter positions.
+# float32 holds each exactly (indices below 2**24, draws drawn as float32).
+PLAN_COLUMNS = 12
+
+
+def pack(idx: torch.Tensor, draws: augment.AugmentDraws) -> torch.Tensor:
+    """(n, PLAN_COLUMNS) float32 rows: one batch's image indices and augmentation draws."""
+    return torch.cat(
+        [
+            torch.stack([idx.float(), draws.applied.float(), draws.flip.float(), draws.angle_deg.float()], 1),
+            draws.factors.float(),
+            draws.order.float(),
+        ],
+        1,
+    )
+
+
+def unpack(rows: torch.Tensor, jitter_on: tuple[bool, bool, bool, bool]) -> tuple[torch.Tensor, augment.AugmentDraws]:
+    """The image indices and draws of packed rows, on the rows' device."""
+    draws = augment.AugmentDraws(
+        applied=rows[:, 1] > 0,
+        flip=rows[:, 2] > 0,
+        angle_deg=rows[:, 3],
+        factors=rows[:, 4:8],
+        order=rows[:, 8:12].long(),
+        jitter_on=jitter_on,
+    )
+    return rows[:, 0].long(), draws
+
+
+class GraphedTraining:
+    """Runs training epochs of model on data (on one device) with the step captured in a CUDA graph."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Subset,
+        optimizer: torch.optim.Optimizer,
+        setup: EpochSetup,
+        *,
+        warmup_steps: int = 3,
+    ) -> None:
+        self.model, self.data, self.optimizer, self.setup = model, data, optimizer, setup
+        self.device = data.images.device
+        self.capture = self.device.type == "cuda"
+        self.warmup_steps = warmup_steps
+        self.steps_run = 0
+        self.labels_cpu = data.labels.cpu()
+        self.jitter_on = augment.jitter_on(setup.augment)
+        self.loss_weight = setup.loss_weight.to(self.device) if setup.loss_weight is not None else None
+        # standardize() makes its statistics from Python floats, a host-to-device copy a capture cannot hold.
+        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+        self.rows = torch.zeros(setup.batch_size, PLAN_COLUMNS, device=self.device)  # the step's input
+        self.totals = EpochTotals.zeros(self.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph_loss = torch.zeros((), device=self.device)
+        self.lr = optimizer.param_groups[0]["lr"]  # a capture reads this tensor; the scheduler must fill it
+
+    def _step(self, rows: torch.Tensor) -> torch.Tensor:
+        """The whole training step on the batch that rows describe; what the graph captures."""
+        idx, draws = unpack(rows, self.jitter_on)
+        images = augment.apply(to_unit_float(self.data.images[idx]), draws, fixed_shapes=True)
+        images = ((images - self.mean) / self.std).contiguous(memory_format=self.setup.memory_format)
+        labels = self.data.labels[idx]
+        return training_step(self.model, self.optimizer, images, labels, self.setup, self.loss_weight, self.totals)
+
+    def step(self, rows: torch.Tensor) -> torch.Tensor:
+        """One training step on the batch rows (on the device) describe; returns its loss (on the device)."""
+        if len(rows) != len(self.rows):
+            return self._step(rows)
+        self.rows.copy_(rows)
+        if self.graph is not None:
+            self.graph.replay()
+            return self.graph_loss
+        if not self.capture:
+            return self._step(self.rows)
+        if self.steps_run < self.warmup_steps:
+            self.steps_run += 1
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                loss = self._step(self.rows)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return loss
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the graph's memory
+        with torch.cuda.graph(graph):
+            self.graph_loss = self._step(self.rows)
+        self.graph = graph
+        graph.replay()  # the capture only recorded this step; now run it
+        return self.graph_loss
+
+    def train_epoch(self, generator: torch.Generator, desc: str) -> dict[str, float]:
+        """One pass over the training set; mean loss and accuracy, as bcmodels.epoch.train_one_epoch."""
+        if isinstance(self.lr, torch.Tensor) and self.optimizer.param_groups[0]["lr"] is not self.lr:
+            raise ConfigError(
+                f"train.cuda_graph: torch {torch.__version__}'s scheduler replaced the learning-rate tensor instead "
+                "of updating it, so replays would keep the old rate; set train.cuda_graph: false"
+            )
+        self.model.train()
+        batches = epoch_batches(self.labels_cpu, self.setup, generator)
+        rows = [pack(idx, batch_draws(idx, self.labels_cpu, self.setup, generator)) for idx in batches]
+        on_device = torch.cat(rows).to(self.device).split([len(r) for r in rows])
+        self.totals.loss.zero_()
+        self.totals.correct.zero_()
+        with progress(on_device, desc=desc, unit="batch") as bar:
+            for step, batch in enumerate(bar):
+                loss = self.step(batch)
+                if step % 10 == 0:  # reading the loss waits for the device; not on every step
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
+        return self.totals.mean(len(self.labels_cpu))

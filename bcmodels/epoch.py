@@ -1,0 +1,178 @@
+"""One training epoch: the batches' order, their augmentation draws and the training step, run eagerly.
+
+The random order and augmentation draws come from a CPU generator, so a seed gives the same run on any
+device; bcmodels.cuda_graph runs the same epoch with the step captured in a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bcmodels import augment
+from bcmodels.config import CLASSES, AugmentConfig, ModelConfig, TrainConfig
+from bcmodels.data import Subset
+from bcmodels.inference import standardize, to_unit_float
+from bcmodels.progress import progress
+from bcmodels.runtime import autocast_dtype, memory_format
+
+
+@dataclass(frozen=True)
+class EpochSetup:
+    """How one training epoch draws, augments and weighs its images."""
+
+    batch_size: int
+    augment: AugmentConfig
+    augment_classes: torch.Tensor | None = None  # (classes,) bool, on the CPU: only these are augmented; None = all
+    loss_weight: torch.Tensor | None = None  # (classes,) cross-entropy weights; None = unweighted
+    balanced_sampler: bool = False
+    amp_dtype: torch.dtype | None = None
+    memory_format: torch.memory_format = torch.contiguous_format
+
+
+def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.bincount(labels.cpu(), minlength=num_classes)
+
+
+def inverse_frequency_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """n / (classes * count_c): every class carries the same total weight (a class absent from train gets 0)."""
+    counts = class_counts(labels, num_classes).float()
+    return torch.where(counts > 0, len(labels) / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+
+
+def minority_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(classes,) bool: every class with fewer training images than the largest one."""
+    counts = class_counts(labels, num_classes)
+    return counts < counts.max()
+
+
+def epoch_order(labels: torch.Tensor, generator: torch.Generator, balanced: bool) -> torch.Tensor:
+    """The image indices of one epoch: a random permutation, or, balanced, len(labels) draws with
+    replacement where every class is equally likely (as torch's WeightedRandomSampler)."""
+    n = len(labels)
+    if not balanced:
+        return torch.randperm(n, generator=generator)
+    per_image = inverse_frequency_weights(labels, len(CLASSES))[labels.cpu()]
+    return torch.multinomial(per_image, n, replacement=True, generator=generator)
+
+
+def batch_indices(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Consecutive batches of order; a lone last image is folded into the batch before it
+    (BatchNorm cannot train on a single image)."""
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
+def epoch_batches(labels_cpu: torch.Tensor, setup: EpochSetup, generator: torch.Generator) -> list[torch.Tensor]:
+    """The image indices of each batch of one epoch, in order."""
+    return batch_indices(epoch_order(labels_cpu, generator, setup.balanced_sampler), setup.batch_size)
+
+
+def batch_draws(
+    idx: torch.Tensor, labels_cpu: torch.Tensor, setup: EpochSetup, generator: torch.Generator
+) -> augment.AugmentDraws:
+    """The augmentation draws of one batch. An epoch draws its batches first, then each batch's draws in
+    batch order, from one CPU generator: the eager and the graphed loop see the same random numbers."""
+    eligible = setup.augment_classes[labels_cpu[idx]] if setup.augment_classes is not None else None
+    return augment.draw(setup.augment, len(idx), generator, eligible)
+
+
+def step_autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """bf16 autocast for one training step, or nothing for fp32. Its cache of weights cast to bf16 is off:
+    a CUDA graph cannot capture it (torch's CUDA graphs notes), and one forward pass per step reuses nothing."""
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False) if dtype else contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class EpochTotals:
+    """Loss and correct answers summed over an epoch's images, on the device: read once per epoch."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> EpochTotals:
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
+
+    def mean(self, n: int) -> dict[str, float]:
+        return {"loss": self.loss.item() / n, "accuracy": self.correct.item() / n}
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    setup: EpochSetup,
+    loss_weight: torch.Tensor | None,
+    totals: EpochTotals,
+) -> torch.Tensor:
+    """Forward, loss, backward and the optimiser's step on one ready batch; adds to totals (in place, so
+    that a CUDA graph's replays add too). Returns the batch's loss."""
+    with step_autocast(images.device, setup.amp_dtype):
+        logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels, weight=loss_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    totals.loss.add_(loss.detach() * len(labels))
+    totals.correct.add_((logits.argmax(1) == labels).sum())
+    return loss
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: Subset,
+    optimizer: torch.optim.Optimizer,
+    setup: EpochSetup,
+    *,
+    generator: torch.Generator,
+    desc: str,
+) -> dict[str, float]:
+    """One pass over the training set (data already on the model's device); mean loss and accuracy.
+
+    The random order and augmentation draws come from generator (CPU), so a seed gives the same run
+    on any device. Which images may be augmented is looked up in CPU copies, and loss and accuracy are
+    summed on the device and read once per epoch: no step waits for the device.
+    """
+    model.train()
+    device = data.images.device
+    labels_cpu = data.labels.cpu()
+    batches = epoch_batches(labels_cpu, setup, generator)
+    loss_weight = setup.loss_weight.to(device) if setup.loss_weight is not None else None
+    totals = EpochTotals.zeros(device)
+    with progress(batches, desc=desc, unit="batch") as bar:
+        for step, idx in enumerate(bar):
+            draws = batch_draws(idx, labels_cpu, setup, generator)
+            idx = idx.to(device, non_blocking=True)
+            images = standardize(augment.apply(to_unit_float(data.images[idx]), draws))
+            images = images.contiguous(memory_format=setup.memory_format)
+            loss = training_step(model, optimizer, images, data.labels[idx], setup, loss_weight, totals)
+            if step % 10 == 0:  # reading the loss waits for the device; not on every step
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    return totals.mean(len(labels_cpu))
+
+
+def epoch_setup(
+    config: TrainConfig, model_config: ModelConfig, train_labels: torch.Tensor, device: torch.device
+) -> EpochSetup:
+    """The recipe's per-epoch settings with the model's answer to the class imbalance (none in the study)."""
+    num_classes, imbalance = len(CLASSES), model_config.imbalance
+    minority = imbalance == "minority_augment"
+    return EpochSetup(
+        batch_size=config.batch_size,
+        augment=config.augment,
+        augment_classes=minority_classes(train_labels, num_classes) if minority else None,
+        loss_weight=inverse_frequency_weights(train_labels, num_classes)
+        if imbalance == "class_weighted_loss"
+        else None,
+        balanced_sampler=imbalance == "balanced_sampler",
+        amp_dtype=autocast_dtype(device, config.amp),
+        memory_format=memory_format(device),
+    )

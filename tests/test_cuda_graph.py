@@ -1,0 +1,127 @@
+"""The CUDA-graph training path (train.cuda_graph), checked on the CPU as far as torch allows.
+
+torch cannot capture a graph without CUDA, so on the CPU GraphedTraining runs its step eagerly from the same
+fixed input buffer the graph reads. What is checked here: the packed batch rows, the fixed-shape augmentation
+and that buffered step train exactly as the eager loop; the learning rate a capture reads follows the
+schedule; and train.cuda_graph leaves CPU training unchanged. The capture and replay themselves are checked
+on a GPU by `bash .ci/gpu_check` (bcmodels.bench's graph_agreement: graph against eager from the same start).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from bcmodels import augment
+from bcmodels.cuda_graph import GraphedTraining, pack, unpack
+from bcmodels.epoch import epoch_setup, train_one_epoch
+from bcmodels.errors import ConfigError
+from bcmodels.models import build_model
+from bcmodels.runtime import seed_everything
+from bcmodels.training import make_optimizer
+from tests.conftest import project_params
+from tests.test_training import _config, _model_config, _subset, _train_once
+
+CPU = torch.device("cpu")
+
+
+def _draws(n: int, seed: int, config=None, eligible=None) -> augment.AugmentDraws:
+    return augment.draw(config or project_params().train.augment, n, torch.Generator().manual_seed(seed), eligible)
+
+
+def test_packed_rows_give_back_every_index_and_draw_exactly():
+    idx = torch.randperm(600, generator=torch.Generator().manual_seed(0))[:64]
+    config = dataclasses.replace(project_params().train.augment, hflip_p=0.5)
+    draws = _draws(64, 0, config, eligible=torch.arange(64) % 3 > 0)
+    assert not torch.equal(draws.flip, draws.applied) and not torch.equal(draws.applied, torch.arange(64) % 3 > 0)
+    got_idx, got = unpack(pack(idx, draws), draws.jitter_on)
+    assert torch.equal(got_idx, idx)
+    for name in ("applied", "flip", "angle_deg", "factors", "order"):
+        assert torch.equal(getattr(got, name), getattr(draws, name)), name
+    assert got.jitter_on == draws.jitter_on
+
+
+def _unit_images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8).float() / 255
+
+
+def test_fixed_shape_augmentation_gives_the_same_pixels():
+    config = project_params().train.augment
+    no_contrast = dataclasses.replace(config, contrast=0.0)
+    for seed in range(6):
+        images = _unit_images(8, seed)
+        draws = _draws(8, seed, no_contrast)
+        # every operation but contrast works pixel by pixel: bit for bit
+        assert torch.equal(augment.apply(images, draws), augment.apply(images, draws, fixed_shapes=True))
+        draws = _draws(8, seed, config)
+        selective, fixed = augment.apply(images, draws), augment.apply(images, draws, fixed_shapes=True)
+        # contrast's per-image mean may round differently in the last bit
+        torch.testing.assert_close(fixed, selective, rtol=0, atol=1e-6)
+        assert not torch.equal(selective, images)
+
+
+def _setup_and_model(imbalance: str, labels: torch.Tensor):
+    config = _config(augment=dataclasses.replace(project_params().train.augment, contrast=0.0, p=0.7))
+    seed_everything(0, True)
+    model = build_model("mobilenet", num_classes=3, image_size=32)
+    return config, epoch_setup(config, _model_config("mobilenet", imbalance), labels, CPU), model
+
+
+@pytest.mark.parametrize("imbalance", ["class_weighted_loss", "minority_augment"])
+def test_the_buffered_step_trains_exactly_as_the_eager_loop(imbalance):
+    # 10 images in batches of 4: two full batches through the buffer, the last of 2 eagerly; BatchNorm,
+    # dropout, class weights or per-class augmentation, and two epochs of the same generator.
+    data = _subset(10, 32, 0, pattern=(0, 0, 0, 1, 2))
+    results = []
+    for graphed in (False, True):
+        _, setup, model = _setup_and_model(imbalance, data.labels)
+        optimizer = make_optimizer(model, _model_config("mobilenet", imbalance))
+        generator = torch.Generator().manual_seed(3)
+        runner = GraphedTraining(model, data, optimizer, setup) if graphed else None
+        stats = [
+            runner.train_epoch(generator, "t")
+            if runner
+            else train_one_epoch(model, data, optimizer, setup, generator=generator, desc="t")
+            for _ in range(2)
+        ]
+        results.append((stats, model.state_dict()))
+    (eager_stats, eager_state), (graph_stats, graph_state) = results
+    assert graph_stats == eager_stats
+    assert eager_state.keys() == graph_state.keys()
+    for key in eager_state:
+        assert torch.equal(eager_state[key], graph_state[key]), key
+
+
+def test_a_capturable_optimizer_keeps_one_learning_rate_tensor_that_follows_the_schedule():
+    model = torch.nn.Linear(4, 3)
+    optimizer = make_optimizer(model, _model_config(), capturable=True)
+    lr = optimizer.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and optimizer.param_groups[0]["capturable"]
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    for expected in (5e-4, 2.5e-4):
+        model(torch.randn(2, 4)).sum().backward()
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["lr"] is lr  # the very tensor a captured step reads
+        assert lr.item() == pytest.approx(expected)
+
+
+def test_a_replaced_learning_rate_tensor_is_refused():
+    data = _subset(8, 32, 0)
+    _, setup, model = _setup_and_model("none", data.labels)
+    optimizer = make_optimizer(model, _model_config("mobilenet"), capturable=True)
+    runner = GraphedTraining(model, data, optimizer, setup)
+    optimizer.param_groups[0]["lr"] = 1e-3  # what a scheduler that assigns floats would do
+    with pytest.raises(ConfigError, match=r"train\.cuda_graph: .* set train\.cuda_graph: false"):
+        runner.train_epoch(torch.Generator().manual_seed(0), "t")
+
+
+def test_cuda_graph_leaves_cpu_training_unchanged():
+    _, eager, metrics_eager, _ = _train_once(_config(cuda_graph=False))
+    _, graphed, metrics_graphed, _ = _train_once(_config(cuda_graph=True))
+    assert metrics_graphed == metrics_eager
+    without_time = [{k: v for k, v in row.items() if k != "seconds"} for row in eager.history]
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in graphed.history] == without_time
