@@ -23,7 +23,7 @@ from bcmodels.errors import DataError
 from bcmodels.figures import DPI, draw_confusion, save_figure
 from bcmodels.fileio import write_json, write_text
 from bcmodels.formats.predictions import read_predictions
-from bcmodels.stats import LEVEL, percentile_interval, scores_from_confusions
+from bcmodels.stats import LEVEL, calibration_bin, percentile_interval, scores_from_confusions
 from bcmodels.tables import metric_label, number, table
 
 COMMAND = "dvc repro crossval/dvc.yaml"
@@ -102,8 +102,8 @@ def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) 
 
 
 def weighted_ece(confidence: np.ndarray, correct: np.ndarray, weights: np.ndarray, bins: int) -> np.ndarray:
-    """Top-label ECE per row of weights (R, n), with the equal-width right-closed bins of stats.reliability_bins."""
-    bin_of = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    """Top-label ECE per row of weights (R, n): stats.expected_calibration_error with every image weighted."""
+    bin_of = calibration_bin(confidence, bins)
     onehot = np.zeros((len(confidence), bins))
     onehot[np.arange(len(confidence)), bin_of] = 1.0
     count, conf, right = weights @ onehot, (weights * confidence) @ onehot, (weights * correct) @ onehot

@@ -95,12 +95,17 @@ class ReliabilityBins:
     accuracy: np.ndarray  # (B,) fraction of those images whose top label is right
 
 
+def calibration_bin(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    """The bin of each confidence: n_bins of equal width, right-closed as in Guo et al. 2017, so that a
+    confidence of exactly 1.0 lands in the top bin."""
+    return np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+
+
 def reliability_bins(labels: np.ndarray, probs: np.ndarray, n_bins: int) -> ReliabilityBins:
     probs = np.asarray(probs, dtype=np.float64)
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == np.asarray(labels)).astype(np.float64)
-    # Right-closed bins as in Guo et al. 2017, so a confidence of exactly 1.0 lands in the top bin.
-    bin_of = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    bin_of = calibration_bin(confidence, n_bins)
     count = np.bincount(bin_of, minlength=n_bins)
     with np.errstate(invalid="ignore"):
         mean_confidence = np.bincount(bin_of, weights=confidence, minlength=n_bins) / count
