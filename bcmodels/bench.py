@@ -28,9 +28,9 @@ import torch
 
 from bcmodels.cli import run_stage
 from bcmodels.config import CLASSES, Params, load_params
-from bcmodels.cuda_graph import GraphedTraining
+from bcmodels.cuda_graph import capture, epoch_trainer, warm_up
 from bcmodels.data import Subset, load_subsets
-from bcmodels.epoch import EpochSetup, EpochTotals, epoch_setup, train_one_epoch, training_step
+from bcmodels.epoch import EpochSetup, EpochTotals, epoch_setup, training_step
 from bcmodels.errors import ConfigError
 from bcmodels.inference import standardize, to_unit_float
 from bcmodels.models import build_model
@@ -70,17 +70,9 @@ def step_ceiling(
         training_step(model, optimizer, images, labels, setup, None, totals)
 
     if graph:
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                step()
-        torch.cuda.current_stream(device).wait_stream(side)
-        captured = torch.cuda.CUDAGraph()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(captured):
-            step()
-        step = captured.replay
+        for _ in range(warmup):
+            warm_up(step, device)
+        step = capture(step, optimizer)[0].replay
     else:
         for _ in range(warmup):
             step()
@@ -116,21 +108,12 @@ def bench_model(
     # a fresh optimiser for the loop: the ceiling's graph holds on to the first one's gradients
     optimizer = make_optimizer(model, model_config, capturable=graph)
     generator = torch.Generator().manual_seed(0)
-    if graph:
-        runner = GraphedTraining(model, on_device, optimizer, setup)
-
-        def epoch(desc: str) -> None:
-            runner.train_epoch(generator, desc)
-    else:
-
-        def epoch(desc: str) -> None:
-            train_one_epoch(model, on_device, optimizer, setup, generator=generator, desc=desc)
-
+    train_epoch = epoch_trainer(model, on_device, optimizer, setup, graphed=graph)
     for _ in range(warmup_epochs):
-        epoch(f"{name} warm-up epoch")
+        train_epoch(generator=generator, desc=f"{name} warm-up epoch")
     _sync(device)
     start = time.perf_counter()
-    epoch(f"{name} epoch")
+    train_epoch(generator=generator, desc=f"{name} epoch")
     _sync(device)
     epoch_seconds = time.perf_counter() - start
     epoch_rate = len(train.labels) / epoch_seconds
@@ -144,7 +127,7 @@ def bench_model(
 
 
 def graph_agreement(name: str, params: Params, train: Subset, device: torch.device, epochs: int = 1) -> dict:
-    """Train model section name from the same start for `epochs`, eagerly and with GraphedTraining (the same
+    """Train model section name from the same start for `epochs`, eagerly and with the step as a CUDA graph (the same
     optimiser, the same draws), and compare: the largest difference of any weight and both mean training
     losses. On CUDA this checks the capture itself: replays must train as the eager steps do, up to
     contrast's last-bit rounding in the fixed-shape augmentation and what it grows into."""
@@ -159,13 +142,9 @@ def graph_agreement(name: str, params: Params, train: Subset, device: torch.devi
         model.to(device, memory_format=setup.memory_format)
         optimizer = make_optimizer(model, model_config, capturable=device.type == "cuda")
         generator = torch.Generator().manual_seed(0)
-        runner = GraphedTraining(model, on_device, optimizer, setup) if graph else None
+        train_epoch = epoch_trainer(model, on_device, optimizer, setup, graphed=graph)
         for epoch in range(epochs):
-            desc = f"{name} {'graph' if graph else 'eager'} epoch {epoch}"
-            if runner:
-                stats = runner.train_epoch(generator, desc)
-            else:
-                stats = train_one_epoch(model, on_device, optimizer, setup, generator=generator, desc=desc)
+            stats = train_epoch(generator=generator, desc=f"{name} {'graph' if graph else 'eager'} epoch {epoch}")
         states.append(model.state_dict())
         losses.append(stats["loss"])
     eager, graphed = states

@@ -17,15 +17,20 @@ every step runs eagerly from the same buffer: how the tests check this module on
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 from torch import nn
 
 from bcmodels import augment
 from bcmodels.data import Subset
-from bcmodels.epoch import EpochSetup, EpochTotals, batch_draws, epoch_batches, training_step
+from bcmodels.epoch import EpochSetup, EpochTotals, batch_draws, epoch_batches, train_one_epoch, training_step
 from bcmodels.errors import ConfigError
 from bcmodels.inference import IMAGENET_MEAN, IMAGENET_STD, to_unit_float
 from bcmodels.progress import progress
+
+T = TypeVar("T")
 
 # Columns of a packed row: image index, applied, flip, angle, 4 jitter factors, 4 jitter positions.
 # float32 holds each exactly (indices below 2**24, draws drawn as float32).
@@ -55,6 +60,39 @@ def unpack(rows: torch.Tensor, jitter_on: tuple[bool, bool, bool, bool]) -> tupl
         jitter_on=jitter_on,
     )
     return rows[:, 0].long(), draws
+
+
+def warm_up(step: Callable[[], T], device: torch.device) -> T:
+    """Run step on a side stream, as CUDA graphs need before a capture (the libraries' lazy set-up)."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        result = step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    return result
+
+
+def capture(step: Callable[[], T], optimizer: torch.optim.Optimizer) -> tuple[torch.cuda.CUDAGraph, T]:
+    """Record one training step in a new CUDA graph, with its gradients allocated in the graph's own memory;
+    returns the graph and step's outputs. The capture runs nothing: each replay does."""
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        result = step()
+    return graph, result
+
+
+def epoch_trainer(
+    model: nn.Module, data: Subset, optimizer: torch.optim.Optimizer, setup: EpochSetup, *, graphed: bool
+) -> Callable[..., dict[str, float]]:
+    """What trains one epoch, called as f(generator=..., desc=...): GraphedTraining's or the eager loop."""
+    if graphed:
+        return GraphedTraining(model, data, optimizer, setup).train_epoch
+
+    def eager(*, generator: torch.Generator, desc: str) -> dict[str, float]:
+        return train_one_epoch(model, data, optimizer, setup, generator=generator, desc=desc)
+
+    return eager
 
 
 class GraphedTraining:
@@ -106,18 +144,9 @@ class GraphedTraining:
             return self._step(self.rows)
         if self.steps_run < self.warmup_steps:
             self.steps_run += 1
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                loss = self._step(self.rows)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            return loss
-        graph = torch.cuda.CUDAGraph()
-        self.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the graph's memory
-        with torch.cuda.graph(graph):
-            self.graph_loss = self._step(self.rows)
-        self.graph = graph
-        graph.replay()  # the capture only recorded this step; now run it
+            return warm_up(lambda: self._step(self.rows), self.device)
+        self.graph, self.graph_loss = capture(lambda: self._step(self.rows), self.optimizer)
+        self.graph.replay()  # the capture only recorded this step; now run it
         return self.graph_loss
 
     def train_epoch(self, generator: torch.Generator, desc: str) -> dict[str, float]:

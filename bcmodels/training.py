@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bcmodels.config import CLASSES, ModelConfig, Params, TrainConfig, to_dict
-from bcmodels.cuda_graph import GraphedTraining
+from bcmodels.cuda_graph import epoch_trainer
 from bcmodels.data import Subset, load_subsets
-from bcmodels.epoch import epoch_setup, train_one_epoch
+from bcmodels.epoch import epoch_setup
 from bcmodels.errors import ConfigError, DataError, WeightsError
 from bcmodels.formats.checkpoint import Checkpoint, save_checkpoint
 from bcmodels.formats.history import write_history
@@ -100,7 +100,7 @@ def fit(
     train, val = train.to(device), val.to(device)
     graphed = config.cuda_graph and device.type == "cuda"  # the CPU always trains eagerly
     optimizer = make_optimizer(model, model_config, capturable=graphed)
-    graph = GraphedTraining(model, train, optimizer, setup) if graphed else None
+    train_epoch = epoch_trainer(model, train, optimizer, setup, graphed=graphed)
     if graphed:
         say(f"{name}: the training step is captured in a CUDA graph and replayed (train.cuda_graph)")
     scheduler = torch.optim.lr_scheduler.StepLR(
@@ -112,11 +112,7 @@ def fit(
     for epoch in range(config.max_epochs):
         start = time.perf_counter()
         lr = float(optimizer.param_groups[0]["lr"])  # a tensor when capturable
-        desc = f"{name} epoch {epoch}"
-        if graph is not None:
-            train_stats = graph.train_epoch(generator, desc)
-        else:
-            train_stats = train_one_epoch(model, train, optimizer, setup, generator=generator, desc=desc)
+        train_stats = train_epoch(generator=generator, desc=f"{name} epoch {epoch}")
         if not math.isfinite(train_stats["loss"]):
             raise ConfigError(f"train.{name}.lr: the training loss diverged (not finite) in epoch {epoch}; lower it")
         val_stats = evaluate_loss(
