@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from bcmodels.cli import run_stage
 from bcmodels.config import CLASSES, Params, load_params
@@ -84,6 +85,17 @@ def step_ceiling(
     return steps * len(batch) / (time.perf_counter() - start)
 
 
+def ready_model(name: str, params: Params, train: Subset, device: torch.device) -> tuple[nn.Module, EpochSetup]:
+    """Model section name built from scratch after seeding as the train stage does, on device in the memory
+    layout the recipe uses there, with its epoch settings."""
+    config = params.train
+    model_config = config.model_configs[name]
+    seed_everything(config.seed, config.deterministic)
+    model = build_model(model_config.arch, num_classes=len(CLASSES), image_size=train.images.shape[-1])
+    setup = epoch_setup(config, model_config, train.labels, device)
+    return model.to(device, memory_format=setup.memory_format), setup
+
+
 def bench_model(
     name: str,
     params: Params,
@@ -97,10 +109,7 @@ def bench_model(
     """Step ceiling, one timed epoch and their ratio for model section name, eager or (graph) as a CUDA graph."""
     config = params.train
     model_config = config.model_configs[name]
-    seed_everything(config.seed, config.deterministic)
-    model = build_model(model_config.arch, num_classes=len(CLASSES), image_size=train.images.shape[-1])
-    setup = epoch_setup(config, model_config, train.labels, device)
-    model.to(device, memory_format=setup.memory_format)
+    model, setup = ready_model(name, params, train, device)
     on_device = train.to(device)
     batch, labels = on_device.images[: config.batch_size], on_device.labels[: config.batch_size]
     optimizer = make_optimizer(model, model_config, capturable=graph)
@@ -131,15 +140,11 @@ def graph_agreement(name: str, params: Params, train: Subset, device: torch.devi
     optimiser, the same draws), and compare: the largest difference of any weight and both mean training
     losses. On CUDA this checks the capture itself: replays must train as the eager steps do, up to
     contrast's last-bit rounding in the fixed-shape augmentation and what it grows into."""
-    config = params.train
-    model_config = config.model_configs[name]
+    model_config = params.train.model_configs[name]
     on_device = train.to(device)
     states, losses = [], []
     for graph in (False, True):
-        seed_everything(config.seed, config.deterministic)
-        model = build_model(model_config.arch, num_classes=len(CLASSES), image_size=train.images.shape[-1])
-        setup = epoch_setup(config, model_config, train.labels, device)
-        model.to(device, memory_format=setup.memory_format)
+        model, setup = ready_model(name, params, train, device)
         optimizer = make_optimizer(model, model_config, capturable=device.type == "cuda")
         generator = torch.Generator().manual_seed(0)
         train_epoch = epoch_trainer(model, on_device, optimizer, setup, graphed=graph)
@@ -158,12 +163,10 @@ def graph_agreement(name: str, params: Params, train: Subset, device: torch.devi
 def fit_model(name: str, params: Params, train: Subset, val: Subset, device: torch.device, graph: bool) -> dict:
     """Train model section name with the whole recipe (as the train stage, weights: none); seconds and epochs."""
     config = dataclasses.replace(params.train, cuda_graph=graph)
-    model_config = config.model_configs[name]
-    seed_everything(config.seed, config.deterministic)
-    model = build_model(model_config.arch, num_classes=len(CLASSES), image_size=train.images.shape[-1])
+    model, _ = ready_model(name, params, train, device)
     _sync(device)
     start = time.perf_counter()
-    result = fit(model, train, val, name=name, model_config=model_config, config=config, device=device)
+    result = fit(model, train, val, name=name, model_config=config.model_configs[name], config=config, device=device)
     _sync(device)
     return {
         "seconds": time.perf_counter() - start,
