@@ -11,13 +11,15 @@ Each epoch draws its order and augmentation from the CPU generator in the same s
 (bcmodels.epoch.train_one_epoch), so a seed trains on the same batches with the same draws, and all of an epoch's
 rows go to the device in one copy. The first `warmup_steps` steps run eagerly on a side stream (CUDA graphs
 need the libraries' lazy set-up done before a capture); they are real training steps, not extra ones. A
-batch of another size (an epoch's last) runs the same step eagerly. Without CUDA nothing is captured and
-every step runs eagerly from the same buffer: how the tests check this module on the CPU.
+batch of another size (an epoch's last) gets a graph of its own, captured after one eager step of that
+size. Without CUDA nothing is captured and every step runs eagerly from the same buffers: how the tests
+check this module on the CPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
@@ -32,13 +34,12 @@ from bcmodels.progress import progress
 
 T = TypeVar("T")
 
-# Columns of a packed row: image index, applied, flip, angle, 4 jitter factors, 4 jitter positions.
+# The 12 columns of a packed row: image index, applied, flip, angle, 4 jitter factors, 4 jitter positions.
 # float32 holds each exactly (indices below 2**24, draws drawn as float32).
-PLAN_COLUMNS = 12
 
 
 def pack(idx: torch.Tensor, draws: augment.AugmentDraws) -> torch.Tensor:
-    """(n, PLAN_COLUMNS) float32 rows: one batch's image indices and augmentation draws."""
+    """(n, 12) float32 rows: one batch's image indices and augmentation draws."""
     return torch.cat(
         [
             torch.stack([idx.float(), draws.applied.float(), draws.flip.float(), draws.angle_deg.float()], 1),
@@ -95,8 +96,21 @@ def epoch_trainer(
     return eager
 
 
+@dataclass
+class _BatchSizeGraph:
+    """The input buffer and, once captured, the graph and its loss output for one batch size."""
+
+    rows: torch.Tensor
+    warmed: bool = False  # one eager step of this size has run
+    graph: torch.cuda.CUDAGraph | None = None
+    loss: torch.Tensor | None = None
+
+
 class GraphedTraining:
-    """Runs training epochs of model on data (on one device) with the step captured in a CUDA graph."""
+    """Runs training epochs of model on data (on one device) with the step captured in a CUDA graph.
+
+    capture=False runs the same step eagerly from the same buffers, also on CUDA: the benchmark's check
+    that replays train exactly as the step they captured."""
 
     def __init__(
         self,
@@ -106,22 +120,21 @@ class GraphedTraining:
         setup: EpochSetup,
         *,
         warmup_steps: int = 3,
+        capture: bool = True,
     ) -> None:
         self.model, self.data, self.optimizer, self.setup = model, data, optimizer, setup
         self.device = data.images.device
-        self.capture = self.device.type == "cuda"
+        self.capture = capture and self.device.type == "cuda"
         self.warmup_steps = warmup_steps
-        self.steps_run = 0
         self.labels_cpu = data.labels.cpu()
         self.jitter_on = augment.jitter_on(setup.augment)
         self.loss_weight = setup.loss_weight.to(self.device) if setup.loss_weight is not None else None
         # standardize() makes its statistics from Python floats, a host-to-device copy a capture cannot hold.
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-        self.rows = torch.zeros(setup.batch_size, PLAN_COLUMNS, device=self.device)  # the step's input
         self.totals = EpochTotals.zeros(self.device)
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.graph_loss = torch.zeros((), device=self.device)
+        self.by_size: dict[int, _BatchSizeGraph] = {}
+        self.eager_steps = 0
         self.lr = optimizer.param_groups[0]["lr"]  # a capture reads this tensor; the scheduler must fill it
 
     def _step(self, rows: torch.Tensor) -> torch.Tensor:
@@ -134,20 +147,23 @@ class GraphedTraining:
 
     def step(self, rows: torch.Tensor) -> torch.Tensor:
         """One training step on the batch rows (on the device) describe; returns its loss (on the device)."""
-        if len(rows) != len(self.rows):
-            return self._step(rows)
-        self.rows.copy_(rows)
-        if self.graph is not None:
-            self.graph.replay()
-            return self.graph_loss
+        size = self.by_size.get(len(rows))
+        if size is None:
+            size = self.by_size[len(rows)] = _BatchSizeGraph(torch.zeros_like(rows))
+        size.rows.copy_(rows)
+        if size.graph is not None:
+            size.graph.replay()
+            return size.loss
         if not self.capture:
-            return self._step(self.rows)
-        if self.steps_run < self.warmup_steps:
-            self.steps_run += 1
-            return warm_up(lambda: self._step(self.rows), self.device)
-        self.graph, self.graph_loss = capture(lambda: self._step(self.rows), self.optimizer)
-        self.graph.replay()  # the capture only recorded this step; now run it
-        return self.graph_loss
+            return self._step(size.rows)
+        # Captured once the libraries' lazy set-up is done (warmup_steps eager steps in all) and this size has run.
+        if self.eager_steps < self.warmup_steps or not size.warmed:
+            self.eager_steps += 1
+            size.warmed = True
+            return warm_up(lambda: self._step(size.rows), self.device)
+        size.graph, size.loss = capture(lambda: self._step(size.rows), self.optimizer)
+        size.graph.replay()  # the capture only recorded this step; now run it
+        return size.loss
 
     def train_epoch(self, generator: torch.Generator, desc: str) -> dict[str, float]:
         """One pass over the training set; mean loss and accuracy, as bcmodels.epoch.train_one_epoch."""

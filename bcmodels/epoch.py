@@ -114,14 +114,17 @@ def training_step(
     totals: EpochTotals,
 ) -> torch.Tensor:
     """Forward, loss, backward and the optimiser's step on one ready batch; adds to totals (in place, so
-    that a CUDA graph's replays add too). Returns the batch's loss."""
+    that a CUDA graph's replays add too). Returns the batch's loss, detached: a loss holding its autograd
+    graph would keep the graph's gradient accumulators, and the CUDA stream they were made on, alive into
+    the next step (torch then warns of a stream mismatch and synchronises)."""
     with step_autocast(images.device, setup.amp_dtype):
         logits = model(images)
         loss = F.cross_entropy(logits.float(), labels, weight=loss_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    totals.loss.add_(loss.detach() * len(labels))
+    loss = loss.detach()
+    totals.loss.add_(loss * len(labels))
     totals.correct.add_((logits.argmax(1) == labels).sum())
     return loss
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 
-from bcmodels.bench import bench_model, fit_model, graph_agreement, training_images
+from bcmodels.bench import (
+    agreement_table,
+    augmented_step_rate,
+    bench_model,
+    fit_model,
+    graph_agreement,
+    ready_model,
+    speed_table,
+    training_images,
+)
 from bcmodels.data import Subset
 from tests.conftest import project_params
 
@@ -50,11 +60,39 @@ def test_graph_agreement_compares_the_graphed_and_the_eager_loop_from_the_same_s
         torch.arange(10) % 3,
     )
     row = graph_agreement("mobilenet", params, train, torch.device("cpu"))
-    # on the CPU nothing is captured: only contrast's last-bit rounding separates the two
-    assert row["max_weight_diff"] < 1e-4
+    # on the CPU nothing is captured, and only contrast's last-bit rounding separates graph and eager loop
+    assert row["capture_diff"] == 0
+    assert row["relative_diff"] < 1e-5
     assert row["graph_loss"] == pytest.approx(row["eager_loss"], rel=1e-5)
     no_contrast = dataclasses.replace(
         params, train=dataclasses.replace(params.train, augment=dataclasses.replace(params.train.augment, contrast=0))
     )
     exact = graph_agreement("mobilenet", no_contrast, train, torch.device("cpu"))
-    assert exact["max_weight_diff"] == 0 and exact["graph_loss"] == exact["eager_loss"]
+    assert exact["relative_diff"] == 0 and exact["graph_loss"] == exact["eager_loss"]
+
+
+def test_the_augmented_step_trains_the_model_on_the_first_batch():
+    params = project_params()
+    train, _ = training_images(Path("missing"), Path("missing.csv"), synthetic=True, image_size=32)
+    model, setup = ready_model("simple_cnn", params, train, torch.device("cpu"))
+    before = [p.detach().clone() for p in model.parameters()]
+    rate = augmented_step_rate(model, params.train.model_configs["simple_cnn"], train, setup, steps=2, warmup=1)
+    assert rate > 0
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+
+
+def test_the_tables_show_eager_and_graph_rows_side_by_side():
+    # the graph rows' shape as a CUDA run makes them (a row of bench_model with graph, graph_agreement's row)
+    eager = {"ceiling": 20.0, "augmented": None, "epoch": 19.0, "ratio": 0.95, "epoch_s": 29.6}
+    graph = {"ceiling": 4580.7, "augmented": 3000.5, "epoch": 2393.3, "ratio": 0.52, "epoch_s": 0.25}
+    lines = speed_table([("simple_cnn", "eager", eager), ("simple_cnn", "graph", graph)]).splitlines()
+    assert lines[1].split() == ["simple_cnn", "eager", "20.0", "-", "19.0", "0.95", "29.60"]
+    assert lines[2].split() == ["simple_cnn", "graph", "4580.7", "3000.5", "2393.3", "0.52", "0.25"]
+    agreement = {"capture_diff": 0.0, "relative_diff": 1.5e-3, "eager_loss": 1.14338, "graph_loss": 1.14328}
+    assert agreement_table([("resnet101", agreement)]).splitlines()[-1].split() == [
+        "resnet101",
+        "0",
+        "0.0015",
+        "1.14338",
+        "1.14328",
+    ]

@@ -2,9 +2,11 @@
 
 torch cannot capture a graph without CUDA, so on the CPU GraphedTraining runs its step eagerly from the same
 fixed input buffer the graph reads. What is checked here: the packed batch rows, the fixed-shape augmentation
-and that buffered step train exactly as the eager loop; the learning rate a capture reads follows the
-schedule; and train.cuda_graph leaves CPU training unchanged. The capture and replay themselves are checked
-on a GPU by `bash .ci/gpu_check` (bcmodels.bench's graph_agreement: graph against eager from the same start).
+and that buffered step train exactly as the eager loop; which steps run eagerly and which are captured and
+replayed, per batch size (with a stand-in for the capture that re-runs the recorded step on replay); the
+learning rate a capture reads follows the schedule; and train.cuda_graph leaves CPU training unchanged. The
+capture and replay themselves are checked on a GPU by `bash .ci/gpu_check` (bcmodels.bench's
+graph_agreement: the replayed against the uncaptured step and the eager loop, from the same start).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import dataclasses
 import pytest
 import torch
 
-from bcmodels import augment
+from bcmodels import augment, cuda_graph
 from bcmodels.cuda_graph import GraphedTraining, pack, unpack
-from bcmodels.epoch import epoch_setup, train_one_epoch
+from bcmodels.epoch import EpochTotals, epoch_setup, train_one_epoch, training_step
 from bcmodels.errors import ConfigError
+from bcmodels.inference import standardize
 from bcmodels.models import build_model
 from bcmodels.runtime import seed_everything
 from bcmodels.training import make_optimizer
@@ -93,6 +96,68 @@ def test_the_buffered_step_trains_exactly_as_the_eager_loop(imbalance):
     assert eager_state.keys() == graph_state.keys()
     for key in eager_state:
         assert torch.equal(eager_state[key], graph_state[key]), key
+
+
+class _ReplayedStep:
+    """Stands in for a captured CUDA graph on the CPU: replay() re-runs the recorded step, which reads its
+    batch from the buffer at replay time and writes its loss into the same output, as a real replay does."""
+
+    def __init__(self, step, events: list[str]) -> None:
+        self.step, self.events, self.loss = step, events, torch.zeros(())
+
+    def replay(self) -> None:
+        self.events.append("replay")
+        self.loss.copy_(self.step())
+
+
+def test_each_batch_size_is_captured_after_its_warm_up_and_replays_its_own_buffer(monkeypatch):
+    events: list[str] = []
+
+    def record(step, optimizer):  # a capture records the step without running it
+        events.append("capture")
+        graph = _ReplayedStep(step, events)
+        return graph, graph.loss
+
+    def eager(step, device):
+        events.append("eager")
+        return step()
+
+    monkeypatch.setattr(cuda_graph, "capture", record)
+    monkeypatch.setattr(cuda_graph, "warm_up", eager)
+    data = _subset(10, 32, 0, pattern=(0, 0, 0, 1, 2))  # batches of 4, 4 and 2
+    results = []
+    for graphed in (False, True):
+        _, setup, model = _setup_and_model("none", data.labels)
+        optimizer = make_optimizer(model, _model_config("mobilenet"))
+        generator = torch.Generator().manual_seed(3)
+        runner = GraphedTraining(model, data, optimizer, setup, warmup_steps=3)
+        runner.capture = graphed  # what CUDA would set
+        results.append(([runner.train_epoch(generator, "t") for _ in range(3)], model.state_dict()))
+    # three eager steps in all, the last size once eagerly; each size captured on its next step, then replayed
+    assert events == ["eager"] * 3 + ["capture", "replay", "replay", "capture", "replay"] + ["replay"] * 3
+    (eager_stats, eager_state), (graph_stats, graph_state) = results
+    assert graph_stats == eager_stats
+    for key in eager_state:
+        assert torch.equal(eager_state[key], graph_state[key]), key
+
+
+def test_a_training_step_returns_its_loss_without_the_autograd_graph():
+    # On CUDA a returned loss that held its graph kept the gradient accumulators, and the stream they were
+    # made on, alive into the next step: torch warned of a stream mismatch in every graphed training.
+    data = _subset(4, 32, 0)
+    _, setup, model = _setup_and_model("none", data.labels)
+    images = standardize(data.images.float() / 255)
+    loss = training_step(
+        model,
+        make_optimizer(model, _model_config("mobilenet")),
+        images,
+        data.labels,
+        setup,
+        None,
+        EpochTotals.zeros(CPU),
+    )
+    assert loss.grad_fn is None and not loss.requires_grad
+    assert loss.item() > 0
 
 
 def test_a_capturable_optimizer_keeps_one_learning_rate_tensor_that_follows_the_schedule():
