@@ -99,7 +99,7 @@ def augmented_step_rate(
     draws = batch_draws(idx, data.labels.cpu(), setup, torch.Generator().manual_seed(0))
     rows = pack(idx, draws).to(data.images.device)
     model.train()
-    for _ in range(warmup + 1):  # the warm-up, then the capture and its first replay
+    for _ in range(max(warmup, 1) + 1):  # eager steps (a size runs once before its capture), then the capture
         runner.step(rows)
     _sync(data.images.device)
     start = time.perf_counter()
