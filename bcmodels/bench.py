@@ -71,7 +71,7 @@ def step_ceiling(
     model.train()
 
     def step() -> None:
-        training_step(model, optimizer, images, labels, setup, None, totals)
+        training_step(model, optimizer, images, labels, setup, totals)
 
     if graph:
         for _ in range(warmup):

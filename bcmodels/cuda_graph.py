@@ -29,7 +29,7 @@ from bcmodels import augment
 from bcmodels.data import Subset
 from bcmodels.epoch import EpochSetup, EpochTotals, batch_draws, epoch_batches, train_one_epoch, training_step
 from bcmodels.errors import ConfigError
-from bcmodels.inference import IMAGENET_MEAN, IMAGENET_STD, to_unit_float
+from bcmodels.inference import standardize, to_unit_float
 from bcmodels.progress import progress
 
 T = TypeVar("T")
@@ -128,10 +128,6 @@ class GraphedTraining:
         self.warmup_steps = warmup_steps
         self.labels_cpu = data.labels.cpu()
         self.jitter_on = augment.jitter_on(setup.augment)
-        self.loss_weight = setup.loss_weight.to(self.device) if setup.loss_weight is not None else None
-        # standardize() makes its statistics from Python floats, a host-to-device copy a capture cannot hold.
-        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
         self.totals = EpochTotals.zeros(self.device)
         self.by_size: dict[int, _BatchSizeGraph] = {}
         self.eager_steps = 0
@@ -141,9 +137,8 @@ class GraphedTraining:
         """The whole training step on the batch that rows describe; what the graph captures."""
         idx, draws = unpack(rows, self.jitter_on)
         images = augment.apply(to_unit_float(self.data.images[idx]), draws, fixed_shapes=True)
-        images = ((images - self.mean) / self.std).contiguous(memory_format=self.setup.memory_format)
-        labels = self.data.labels[idx]
-        return training_step(self.model, self.optimizer, images, labels, self.setup, self.loss_weight, self.totals)
+        images = standardize(images).contiguous(memory_format=self.setup.memory_format)
+        return training_step(self.model, self.optimizer, images, self.data.labels[idx], self.setup, self.totals)
 
     def step(self, rows: torch.Tensor) -> torch.Tensor:
         """One training step on the batch rows (on the device) describe; returns its loss (on the device)."""

@@ -6,7 +6,6 @@ device; bcmodels.cuda_graph runs the same epoch with the step captured in a CUDA
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +15,7 @@ from torch import nn
 from bcmodels import augment
 from bcmodels.config import CLASSES, AugmentConfig, ModelConfig, TrainConfig
 from bcmodels.data import Subset
-from bcmodels.inference import standardize, to_unit_float
+from bcmodels.inference import autocast, standardize, to_unit_float
 from bcmodels.progress import progress
 from bcmodels.runtime import autocast_dtype, memory_format
 
@@ -28,7 +27,7 @@ class EpochSetup:
     batch_size: int
     augment: AugmentConfig
     augment_classes: torch.Tensor | None = None  # (classes,) bool, on the CPU: only these are augmented; None = all
-    loss_weight: torch.Tensor | None = None  # (classes,) cross-entropy weights; None = unweighted
+    loss_weight: torch.Tensor | None = None  # (classes,) cross-entropy weights, on the device; None = unweighted
     balanced_sampler: bool = False
     amp_dtype: torch.dtype | None = None
     memory_format: torch.memory_format = torch.contiguous_format
@@ -83,12 +82,6 @@ def batch_draws(
     return augment.draw(setup.augment, len(idx), generator, eligible)
 
 
-def step_autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """bf16 autocast for one training step, or nothing for fp32. Its cache of weights cast to bf16 is off:
-    a CUDA graph cannot capture it (torch's CUDA graphs notes), and one forward pass per step reuses nothing."""
-    return torch.autocast(device.type, dtype=dtype, cache_enabled=False) if dtype else contextlib.nullcontext()
-
-
 @dataclass(frozen=True)
 class EpochTotals:
     """Loss and correct answers summed over an epoch's images, on the device: read once per epoch."""
@@ -110,16 +103,16 @@ def training_step(
     images: torch.Tensor,
     labels: torch.Tensor,
     setup: EpochSetup,
-    loss_weight: torch.Tensor | None,
     totals: EpochTotals,
 ) -> torch.Tensor:
     """Forward, loss, backward and the optimiser's step on one ready batch; adds to totals (in place, so
     that a CUDA graph's replays add too). Returns the batch's loss, detached: a loss holding its autograd
     graph would keep the graph's gradient accumulators, and the CUDA stream they were made on, alive into
     the next step (torch then warns of a stream mismatch and synchronises)."""
-    with step_autocast(images.device, setup.amp_dtype):
+    # Autocast's weight cache off: a CUDA graph cannot capture it, and one forward per step reuses nothing.
+    with autocast(images.device, setup.amp_dtype, cache_enabled=False):
         logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels, weight=loss_weight)
+        loss = F.cross_entropy(logits.float(), labels, weight=setup.loss_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -148,7 +141,6 @@ def train_one_epoch(
     device = data.images.device
     labels_cpu = data.labels.cpu()
     batches = epoch_batches(labels_cpu, setup, generator)
-    loss_weight = setup.loss_weight.to(device) if setup.loss_weight is not None else None
     totals = EpochTotals.zeros(device)
     with progress(batches, desc=desc, unit="batch") as bar:
         for step, idx in enumerate(bar):
@@ -156,7 +148,7 @@ def train_one_epoch(
             idx = idx.to(device, non_blocking=True)
             images = standardize(augment.apply(to_unit_float(data.images[idx]), draws))
             images = images.contiguous(memory_format=setup.memory_format)
-            loss = training_step(model, optimizer, images, data.labels[idx], setup, loss_weight, totals)
+            loss = training_step(model, optimizer, images, data.labels[idx], setup, totals)
             if step % 10 == 0:  # reading the loss waits for the device; not on every step
                 bar.set_postfix(loss=f"{loss.item():.3f}")
     return totals.mean(len(labels_cpu))
@@ -172,7 +164,7 @@ def epoch_setup(
         batch_size=config.batch_size,
         augment=config.augment,
         augment_classes=minority_classes(train_labels, num_classes) if minority else None,
-        loss_weight=inverse_frequency_weights(train_labels, num_classes)
+        loss_weight=inverse_frequency_weights(train_labels, num_classes).to(device)
         if imbalance == "class_weighted_loss"
         else None,
         balanced_sampler=imbalance == "balanced_sampler",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 from torch import nn
@@ -19,14 +20,24 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
 
 def standardize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """Float images in [0, 1] standardised per channel (ImageNet statistics unless a checkpoint says otherwise)."""
-    mean_t = torch.tensor(mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    mean_t = _channel_values(tuple(mean), images.device, images.dtype)
+    std_t = _channel_values(tuple(std), images.device, images.dtype)
     return (images - mean_t) / std_t
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """torch.autocast to dtype on device, or nothing for full fp32 (dtype None)."""
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+@functools.cache
+def _channel_values(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """values as a (1, C, 1, 1) tensor on device, made once: a new one per batch would be a host-to-device copy
+    that waits for the GPU at every step, and one that a CUDA graph cannot capture."""
+    return torch.tensor(values, device=device, dtype=dtype).view(1, len(values), 1, 1)
+
+
+def autocast(
+    device: torch.device, dtype: torch.dtype | None, *, cache_enabled: bool = True
+) -> contextlib.AbstractContextManager:
+    """torch.autocast to dtype on device, or nothing for full fp32 (dtype None). cache_enabled: autocast's
+    cache of weights cast to dtype, which a CUDA graph cannot capture."""
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache_enabled) if dtype else contextlib.nullcontext()
 
 
 @torch.no_grad()

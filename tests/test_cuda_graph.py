@@ -153,7 +153,6 @@ def test_a_training_step_returns_its_loss_without_the_autograd_graph():
         images,
         data.labels,
         setup,
-        None,
         EpochTotals.zeros(CPU),
     )
     assert loss.grad_fn is None and not loss.requires_grad
