@@ -1,19 +1,23 @@
-"""Training speed: `python -m bcmodels.bench [--models ...] [--device cpu|cuda] [--fit]`.
+"""Training speed: `python -m bcmodels.bench [--models ...] [--device cpu|cuda] [--modes ...] [--fit [MODE ...]]`.
 
 Per model, at the configured batch size (train.batch_size) and with the recipe's settings:
 - step ceiling: images/s of the bare training step (forward, backward, the recipe's optimiser) on one batch
   that is already on the device, no augmentation: the most the loop could reach;
 - epoch: images/s of one whole epoch of the real training loop (bcmodels.epoch.train_one_epoch:
   shuffling, on-device augmentation, standardisation, the same step), after --warmup-epochs untimed ones
-  (on CUDA the first epoch also pays for cuDNN's algorithm search and first launches, once per shape);
+  (the first pays for cuDNN's algorithm search and first launches; with a CUDA graph, the second captures
+  the graph of the epoch's last, smaller batch);
 - their ratio: how much of the ceiling the real loop keeps.
-On CUDA the same again with the step captured in a CUDA graph (train.cuda_graph: bcmodels.cuda_graph),
-side by side, with one more column: the augmented step, images/s of the captured step as the graphed loop
-replays it (indexing, fixed-shape augmentation, standardisation and the same step, on one batch), which
-splits what the epoch loses against the ceiling into the augmentation's cost and the loop's. Then a check
-that replays train as the step they captured and as the eager loop (graph_agreement). --fit also
-trains each model with the whole recipe (validation each epoch, early stopping) on the split's train and
-validation sets, eagerly and (on CUDA) as a graph, and reports the seconds.
+Each in the modes (steps) asked for, side by side: eager (kernels launched one by one), and on CUDA graph
+(the step captured in a CUDA graph: train.cuda_graph, bcmodels.cuda_graph) and graph+compile (the same with
+its augmentation compiled: train.compile_augmentation). The graph modes have one more column: the augmented
+step, images/s of the captured step as the graphed loop replays it (indexing, fixed-shape augmentation,
+standardisation and the same step, on one batch), which splits what the epoch loses against the ceiling
+into the augmentation's cost and the loop's. Then a check that replays train as the step they captured and
+as the eager loop (graph_agreement; --skip-agreement leaves it out) and, with graph+compile, the compiled
+augmentation's values against the op-by-op ones (compiled_augmentation_agreement). --fit also trains each
+model with the whole recipe (validation each epoch, early stopping) on the split's train and validation
+sets, in each mode or those named, and reports the seconds.
 Models are built without pretrained weights (the speed does not depend on the weight values, and nothing
 is downloaded). Images: the training set of --store and --split when they exist, else random images of the
 same count and size (--synthetic forces that). A benchmark, not a test: it asserts nothing; the CUDA
@@ -30,9 +34,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bcmodels import augment
 from bcmodels.cli import run_stage
 from bcmodels.config import CLASSES, ModelConfig, Params, load_params
-from bcmodels.cuda_graph import GraphedTraining, capture, epoch_trainer, pack, warm_up
+from bcmodels.cuda_graph import (
+    GraphedTraining,
+    augmented_batch,
+    capture,
+    compiled_augmented_batch,
+    epoch_trainer,
+    pack,
+    warm_up,
+)
 from bcmodels.data import Subset, load_subsets
 from bcmodels.epoch import EpochSetup, EpochTotals, batch_draws, epoch_setup, training_step
 from bcmodels.errors import ConfigError
@@ -42,6 +55,8 @@ from bcmodels.runtime import resolve_device, seed_everything
 from bcmodels.training import fit, make_optimizer
 
 STUDY_TRAIN_IMAGES = 563  # the study split's training set, for the synthetic stand-in
+# The training steps compared: mode -> (train.cuda_graph, train.compile_augmentation).
+MODES = {"eager": (False, False), "graph": (True, False), "graph+compile": (True, True)}
 
 
 def _sync(device: torch.device) -> None:
@@ -89,12 +104,20 @@ def step_ceiling(
 
 
 def augmented_step_rate(
-    model: nn.Module, model_config: ModelConfig, data: Subset, setup: EpochSetup, steps: int, warmup: int
+    model: nn.Module,
+    model_config: ModelConfig,
+    data: Subset,
+    setup: EpochSetup,
+    steps: int,
+    warmup: int,
+    compiled_augmentation: bool = False,
 ) -> float:
     """Images/s of the captured step as GraphedTraining replays it, on the first batch of data (on the device)
     with real draws: the step ceiling plus the batch's indexing, augmentation and standardisation."""
     optimizer = make_optimizer(model, model_config, capturable=True)
-    runner = GraphedTraining(model, data, optimizer, setup, warmup_steps=warmup)
+    runner = GraphedTraining(
+        model, data, optimizer, setup, warmup_steps=warmup, compiled_augmentation=compiled_augmentation
+    )
     idx = torch.arange(setup.batch_size)
     draws = batch_draws(idx, data.labels.cpu(), setup, torch.Generator().manual_seed(0))
     rows = pack(idx, draws).to(data.images.device)
@@ -128,21 +151,22 @@ def bench_model(
     steps: int,
     warmup: int,
     warmup_epochs: int,
-    graph: bool = False,
+    mode: str = "eager",
 ) -> dict:
-    """Step ceiling, one timed epoch and their ratio for model section name, eager or (graph) as a CUDA graph."""
+    """Step ceiling, one timed epoch and their ratio for model section name, in mode (MODES)."""
     config = params.train
     model_config = config.model_configs[name]
+    graph, compiled = MODES[mode]
     model, setup = ready_model(name, params, train, device)
     on_device = train.to(device)
     batch, labels = on_device.images[: config.batch_size], on_device.labels[: config.batch_size]
     optimizer = make_optimizer(model, model_config, capturable=graph)
     ceiling = step_ceiling(model, optimizer, batch, labels, setup, steps, warmup, graph)
-    augmented = augmented_step_rate(model, model_config, on_device, setup, steps, warmup) if graph else None
+    augmented = augmented_step_rate(model, model_config, on_device, setup, steps, warmup, compiled) if graph else None
     # a fresh optimiser for the loop: each graph above holds on to its own optimiser's gradients
     optimizer = make_optimizer(model, model_config, capturable=graph)
     generator = torch.Generator().manual_seed(0)
-    train_epoch = epoch_trainer(model, on_device, optimizer, setup, graphed=graph)
+    train_epoch = epoch_trainer(model, on_device, optimizer, setup, graphed=graph, compiled_augmentation=compiled)
     for _ in range(warmup_epochs):
         train_epoch(generator=generator, desc=f"{name} warm-up epoch")
     _sync(device)
@@ -161,44 +185,82 @@ def bench_model(
     }
 
 
-def graph_agreement(name: str, params: Params, train: Subset, device: torch.device, epochs: int = 1) -> dict:
-    """Train model section name for `epochs` from the same start three ways, with the same optimiser and
-    draws: the eager loop, the graph's step run eagerly from its buffers (not captured), and captured and
-    replayed. Returns
+def graph_agreement(
+    name: str, params: Params, train: Subset, device: torch.device, modes: list[str], epochs: int = 1
+) -> dict[str, dict]:
+    """Train model section name for `epochs` from the same start, with the same optimiser and draws: with the
+    eager loop, then per graph mode of modes the graph's step run eagerly from its buffers (not captured), and
+    captured and replayed. Returns per graph mode
     - capture_diff: the largest difference of any weight or buffer between the replayed and the uncaptured
       step, the check of the capture itself: 0 when the replays run the very kernels that were recorded
       (on the CPU nothing is captured, so it is 0 there by construction);
     - relative_diff: |graph - eager| / |eager| over all parameters (Euclidean norms), how far the fixed-shape
-      augmentation's rounding (contrast's mean) and what training grows it into separate the two loops;
+      augmentation's rounding (contrast's mean; rotation's midpoints when compiled) and what training grows
+      it into separate the two loops;
     - eager_loss and graph_loss, both mean training losses."""
     model_config = params.train.model_configs[name]
     on_device = train.to(device)
-    states, parameters, losses = {}, {}, {}
-    for run in ("eager", "uncaptured", "graph"):
+
+    def train_from_start(run: str, compiled: bool = False) -> tuple[dict, torch.Tensor, float]:
         model, setup = ready_model(name, params, train, device)
         optimizer = make_optimizer(model, model_config, capturable=device.type == "cuda")
         generator = torch.Generator().manual_seed(0)
         if run == "eager":
             train_epoch = epoch_trainer(model, on_device, optimizer, setup, graphed=False)
         else:
-            train_epoch = GraphedTraining(model, on_device, optimizer, setup, capture=run == "graph").train_epoch
+            runner = GraphedTraining(
+                model, on_device, optimizer, setup, capture=run == "graph", compiled_augmentation=compiled
+            )
+            train_epoch = runner.train_epoch
         for epoch in range(epochs):
             stats = train_epoch(generator=generator, desc=f"{name} {run} epoch {epoch}")
-        states[run] = model.state_dict()
-        parameters[run] = torch.cat([p.detach().double().flatten() for p in model.parameters()])
-        losses[run] = stats["loss"]
-    graphed, uncaptured = states["graph"], states["uncaptured"]
-    return {
-        "capture_diff": max((graphed[k].double() - uncaptured[k].double()).abs().max().item() for k in graphed),
-        "relative_diff": ((parameters["graph"] - parameters["eager"]).norm() / parameters["eager"].norm()).item(),
-        "eager_loss": losses["eager"],
-        "graph_loss": losses["graph"],
-    }
+        parameters = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+        return model.state_dict(), parameters, stats["loss"]
+
+    _, eager_parameters, eager_loss = train_from_start("eager")
+    rows = {}
+    for mode in modes:
+        graph, compiled = MODES[mode]
+        if not graph:
+            continue
+        uncaptured, _, _ = train_from_start("uncaptured", compiled)
+        graphed, parameters, loss = train_from_start("graph", compiled)
+        rows[mode] = {
+            "capture_diff": max((graphed[k].double() - uncaptured[k].double()).abs().max().item() for k in graphed),
+            "relative_diff": ((parameters - eager_parameters).norm() / eager_parameters.norm()).item(),
+            "eager_loss": eager_loss,
+            "graph_loss": loss,
+        }
+    return rows
 
 
-def fit_model(name: str, params: Params, train: Subset, val: Subset, device: torch.device, graph: bool) -> dict:
-    """Train model section name with the whole recipe (as the train stage, weights: none); seconds and epochs."""
-    config = dataclasses.replace(params.train, cuda_graph=graph)
+def compiled_augmentation_agreement(params: Params, train: Subset, device: torch.device, batches: int) -> dict:
+    """The compiled augmentation (train.compile_augmentation) against the op-by-op one on `batches` batches of
+    train's images with real draws: how many augmented values differ by more than 1e-5 (where rounding moves
+    a nearest-neighbour rotation's pick at an exact midpoint to the neighbouring pixel), out of how many, and
+    the largest difference of the others."""
+    config = params.train
+    on_device = train.to(device)
+    jitter_on = augment.jitter_on(config.augment)
+    generator = torch.Generator().manual_seed(0)
+    moved, values, others = 0, 0, 0.0
+    for _ in range(batches):
+        idx = torch.randperm(len(train.labels), generator=generator)[: config.batch_size]
+        rows = pack(idx, augment.draw(config.augment, len(idx), generator)).to(device)
+        compiled, _ = compiled_augmented_batch()(on_device.images, on_device.labels, rows, jitter_on)
+        reference, _ = augmented_batch(on_device.images, on_device.labels, rows, jitter_on)
+        diff = (compiled - reference).abs()
+        far = diff > 1e-5
+        moved, values = moved + int(far.sum()), values + diff.numel()
+        others = max(others, diff[~far].max().item())
+    return {"moved": moved, "values": values, "others_max": others}
+
+
+def fit_model(name: str, params: Params, train: Subset, val: Subset, device: torch.device, mode: str = "eager") -> dict:
+    """Train model section name with the whole recipe (as the train stage, weights: none) in mode (MODES);
+    seconds and epochs."""
+    graph, compiled = MODES[mode]
+    config = dataclasses.replace(params.train, cuda_graph=graph, compile_augmentation=compiled)
     model, _ = ready_model(name, params, train, device)
     _sync(device)
     start = time.perf_counter()
@@ -211,32 +273,32 @@ def fit_model(name: str, params: Params, train: Subset, val: Subset, device: tor
     }
 
 
-def speed_table(rows: list[tuple[str, str, dict]]) -> str:
-    """bench_model's rows as a table: (model, eager or graph, row)."""
-    lines = [
-        f"{'model':<14}{'step':<7}{'step ceiling':>14}{'augmented step':>16}{'epoch':>8}{'ratio':>7}{'epoch s':>9}"
-    ]
-    for name, mode, row in rows:
-        augmented = f"{row['augmented']:>16.1f}" if row["augmented"] is not None else f"{'-':>16}"
-        lines.append(
-            f"{name:<14}{mode:<7}{row['ceiling']:>14.1f}{augmented}{row['epoch']:>8.1f}{row['ratio']:>7.2f}"
-            f"{row['epoch_s']:>9.2f}"
-        )
-    return "\n".join([*lines, "(images/s; ratio: epoch against step ceiling)"])
+SPEED_HEADER = (
+    f"{'model':<14}{'step':<15}{'step ceiling':>14}{'augmented step':>16}{'epoch':>8}{'ratio':>7}{'epoch s':>9}"
+)
+SPEED_FOOTER = "(images/s; ratio: epoch against step ceiling)"
+AGREEMENT_HEADER = (
+    "\ngraph against its uncaptured step and the eager loop: one epoch from the same start, same draws\n"
+    f"{'model':<14}{'step':<15}{'capture max |diff|':>20}{'vs eager, relative':>20}{'eager loss':>12}"
+    f"{'graph loss':>12}"
+)
 
 
-def agreement_table(rows: list[tuple[str, dict]]) -> str:
-    """graph_agreement's rows as a table: (model, row)."""
-    lines = [
-        "\ngraph against its uncaptured step and the eager loop: one epoch from the same start, same draws",
-        f"{'model':<14}{'capture max |diff|':>20}{'vs eager, relative':>20}{'eager loss':>12}{'graph loss':>12}",
-    ]
-    for name, row in rows:
-        lines.append(
-            f"{name:<14}{row['capture_diff']:>20.3g}{row['relative_diff']:>20.3g}"
-            f"{row['eager_loss']:>12.5f}{row['graph_loss']:>12.5f}"
-        )
-    return "\n".join(lines)
+def speed_line(name: str, mode: str, row: dict) -> str:
+    """One row of bench_model's table (SPEED_HEADER): printed as each model is done."""
+    augmented = f"{row['augmented']:>16.1f}" if row["augmented"] is not None else f"{'-':>16}"
+    return (
+        f"{name:<14}{mode:<15}{row['ceiling']:>14.1f}{augmented}{row['epoch']:>8.1f}{row['ratio']:>7.2f}"
+        f"{row['epoch_s']:>9.2f}"
+    )
+
+
+def agreement_line(name: str, mode: str, row: dict) -> str:
+    """One row of graph_agreement's table (AGREEMENT_HEADER)."""
+    return (
+        f"{name:<14}{mode:<15}{row['capture_diff']:>20.3g}{row['relative_diff']:>20.3g}"
+        f"{row['eager_loss']:>12.5f}{row['graph_loss']:>12.5f}"
+    )
 
 
 def describe(device: torch.device) -> str:
@@ -251,11 +313,17 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: train.device)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps for the ceiling")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the ceiling")
-    parser.add_argument("--warmup-epochs", type=int, default=1, help="untimed epochs before the timed one")
+    parser.add_argument("--warmup-epochs", type=int, default=2, help="untimed epochs before the timed one")
     parser.add_argument("--store", type=Path, default=Path("data/processed"), help="the image store (dvc.yaml's)")
     parser.add_argument("--split", type=Path, default=Path("data/split.csv"), help="the split (dvc.yaml's)")
     parser.add_argument("--synthetic", action="store_true", help="random images even if the store exists")
-    parser.add_argument("--fit", action="store_true", help="also time whole trainings with the recipe")
+    parser.add_argument(
+        "--modes", nargs="+", choices=list(MODES), help="training steps to compare (default: all the device can run)"
+    )
+    parser.add_argument("--skip-agreement", action="store_true", help="leave out graph_agreement's check")
+    parser.add_argument(
+        "--fit", nargs="*", choices=list(MODES), help="also time whole trainings with the recipe (in --modes or these)"
+    )
     args = parser.parse_args()
     params = load_params()
     device = resolve_device(args.device or params.train.device)
@@ -263,9 +331,13 @@ def main() -> None:
     unknown = [m for m in models if m not in params.train.model_configs]
     if unknown:
         raise ConfigError(f"--models: {unknown[0]} has no section train.{unknown[0]} in params.yaml")
-    if args.fit and not (args.store.is_dir() and args.split.is_file()):
+    modes = args.modes or (list(MODES) if device.type == "cuda" else ["eager"])
+    fit_modes = (args.fit or modes) if args.fit is not None else []
+    graph_modes = [mode for mode in dict.fromkeys([*modes, *fit_modes]) if MODES[mode][0]]
+    if device.type != "cuda" and graph_modes:
+        raise ConfigError(f"--modes, --fit: {', '.join(graph_modes)} need a CUDA device; on {device.type} only eager")
+    if fit_modes and not (args.store.is_dir() and args.split.is_file()):
         raise ConfigError(f"--fit: trains on {args.store} and {args.split}; make them with `dvc repro split`")
-    modes = ("eager", "graph") if device.type == "cuda" else ("eager",)
     train, source = training_images(args.store, args.split, args.synthetic, params.preprocess.image_size)
     print(
         f"device {describe(device)}, torch {torch.__version__}, batch {params.train.batch_size}, "
@@ -273,29 +345,39 @@ def main() -> None:
         f"{len(train.labels)} training images from {source}"
         + ("" if device.type == "cuda" else "; CUDA graphs need a CUDA device: eager only")
     )
-    rows = []
+    # each row as soon as it is measured: a run stopped part way keeps what it measured
+    print(SPEED_HEADER, flush=True)
     for name in models:
         for mode in modes:
-            row = bench_model(
-                name, params, train, device, args.steps, args.warmup, args.warmup_epochs, graph=mode == "graph"
+            row = bench_model(name, params, train, device, args.steps, args.warmup, args.warmup_epochs, mode)
+            print(speed_line(name, mode, row), flush=True)
+    print(SPEED_FOOTER)
+    if any(MODES[mode][0] for mode in modes) and not args.skip_agreement:
+        print(AGREEMENT_HEADER, flush=True)
+        for name in models:
+            for mode, row in graph_agreement(name, params, train, device, modes).items():
+                print(agreement_line(name, mode, row), flush=True)
+        if "graph+compile" in modes:
+            batches = 30
+            row = compiled_augmentation_agreement(params, train, device, batches)
+            print(
+                f"\ncompiled augmentation against op by op, {batches} batches of {params.train.batch_size}: "
+                f"{row['moved']:,} of {row['values']:,} values differ by more than 1e-5; the others by at most "
+                f"{row['others_max']:.2g}"
             )
-            rows.append((name, mode, row))
-    print(speed_table(rows), flush=True)
-    if "graph" in modes:
-        print(agreement_table([(name, graph_agreement(name, params, train, device)) for name in models]), flush=True)
-    if args.fit:
+    if fit_modes:
         subsets = load_subsets(args.store, args.split)
-        fits = [
-            (name, mode, fit_model(name, params, subsets["train"], subsets["val"], device, mode == "graph"))
-            for name in models
-            for mode in modes
-        ]
         print(f"\nwhole training with the recipe on {args.split} ({len(subsets['train'].labels)} train images)")
-        print(f"{'model':<14}{'step':<7}{'seconds':>10}{'epochs':>8}{'best val loss':>15}")
-        for name, mode, row in fits:
-            print(f"{name:<14}{mode:<7}{row['seconds']:>10.1f}{row['epochs']:>8}{row['val_loss']:>15.4f}")
-        for mode in modes:
-            total = sum(row["seconds"] for _, m, row in fits if m == mode)
+        print(f"{'model':<14}{'step':<15}{'seconds':>10}{'epochs':>8}{'best val loss':>15}", flush=True)
+        seconds = dict.fromkeys(fit_modes, 0.0)
+        for name in models:
+            for mode in fit_modes:
+                row = fit_model(name, params, subsets["train"], subsets["val"], device, mode)
+                seconds[mode] += row["seconds"]
+                print(
+                    f"{name:<14}{mode:<15}{row['seconds']:>10.1f}{row['epochs']:>8}{row['val_loss']:>15.4f}", flush=True
+                )
+        for mode, total in seconds.items():
             print(f"all {len(models)} models, {mode}: {total:.1f} s")
 
 

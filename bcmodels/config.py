@@ -139,6 +139,7 @@ class TrainConfig:
     deterministic: bool
     amp: bool
     cuda_graph: bool
+    compile_augmentation: bool
     batch_size: int = _range(1, 4096)
     max_epochs: int = _range(1, 1000)
     early_stopping: EarlyStoppingConfig

@@ -8,16 +8,23 @@ device, and one small input buffer into which each step's batch is written befor
 index and its augmentation draws, packed in one float row (`pack`).
 
 Each epoch draws its order and augmentation from the CPU generator in the same sequence as the eager loop
-(bcmodels.epoch.train_one_epoch), so a seed trains on the same batches with the same draws, and all of an epoch's
-rows go to the device in one copy. The first `warmup_steps` steps run eagerly on a side stream (CUDA graphs
-need the libraries' lazy set-up done before a capture); they are real training steps, not extra ones. A
-batch of another size (an epoch's last) gets a graph of its own, captured after one eager step of that
-size. Without CUDA nothing is captured and every step runs eagerly from the same buffers: how the tests
-check this module on the CPU.
+(bcmodels.epoch.train_one_epoch), so a seed trains on the same batches with the same draws. Each batch's row
+goes to the device from pinned memory without waiting, so the CPU draws the next batch while the GPU trains
+on this one. The first `warmup_steps` steps run eagerly on a side stream (CUDA graphs need the libraries'
+lazy set-up done before a capture); they are real training steps, not extra ones. A batch of another size
+(an epoch's last) gets a graph of its own, captured after one eager step of that size. Without CUDA nothing
+is captured and every step runs eagerly from the same buffers: how the tests check this module on the CPU.
+
+Inside the graph the fixed-shape augmentation is still some 380 small kernels per batch, and a replay pays
+a few microseconds for each. `train.compile_augmentation` compiles it with torch.compile (inductor; Triton
+kernels on CUDA) into a few fused ones, once per batch size during that size's eager step, so the capture
+records the compiled kernels. The same arithmetic, except where rounding differs (nearest-neighbour
+rotation can then pick the neighbouring pixel at an exact midpoint; tests/test_cuda_graph.py).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,7 +34,15 @@ from torch import nn
 
 from bcmodels import augment
 from bcmodels.data import Subset
-from bcmodels.epoch import EpochSetup, EpochTotals, batch_draws, epoch_batches, train_one_epoch, training_step
+from bcmodels.epoch import (
+    EpochSetup,
+    EpochTotals,
+    LossReadout,
+    batch_draws,
+    epoch_batches,
+    train_one_epoch,
+    training_step,
+)
 from bcmodels.errors import ConfigError
 from bcmodels.inference import standardize, to_unit_float
 from bcmodels.progress import progress
@@ -63,6 +78,22 @@ def unpack(rows: torch.Tensor, jitter_on: tuple[bool, bool, bool, bool]) -> tupl
     return rows[:, 0].long(), draws
 
 
+def augmented_batch(
+    images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, jitter_on: tuple[bool, bool, bool, bool]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch that rows describe, from the training set's uint8 images and labels on the device: its images
+    scaled to [0, 1] and augmented with fixed shapes, and its labels."""
+    idx, draws = unpack(rows, jitter_on)
+    return augment.apply(to_unit_float(images[idx]), draws, fixed_shapes=True), labels[idx]
+
+
+@functools.cache
+def compiled_augmented_batch() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """augmented_batch compiled by torch.compile (made on first use: importing dynamo takes seconds). One graph
+    (fullgraph), specialised to each batch size (dynamic=False), so the kernels a capture records stay fixed."""
+    return torch.compile(augmented_batch, fullgraph=True, dynamic=False)
+
+
 def warm_up(step: Callable[[], T], device: torch.device) -> T:
     """Run step on a side stream, as CUDA graphs need before a capture (the libraries' lazy set-up)."""
     side = torch.cuda.Stream(device)
@@ -84,11 +115,18 @@ def capture(step: Callable[[], T], optimizer: torch.optim.Optimizer) -> tuple[to
 
 
 def epoch_trainer(
-    model: nn.Module, data: Subset, optimizer: torch.optim.Optimizer, setup: EpochSetup, *, graphed: bool
+    model: nn.Module,
+    data: Subset,
+    optimizer: torch.optim.Optimizer,
+    setup: EpochSetup,
+    *,
+    graphed: bool,
+    compiled_augmentation: bool = False,
 ) -> Callable[..., dict[str, float]]:
-    """What trains one epoch, called as f(generator=..., desc=...): GraphedTraining's or the eager loop."""
+    """What trains one epoch, called as f(generator=..., desc=...): GraphedTraining's (its augmentation
+    compiled or not) or the eager loop."""
     if graphed:
-        return GraphedTraining(model, data, optimizer, setup).train_epoch
+        return GraphedTraining(model, data, optimizer, setup, compiled_augmentation=compiled_augmentation).train_epoch
 
     def eager(*, generator: torch.Generator, desc: str) -> dict[str, float]:
         return train_one_epoch(model, data, optimizer, setup, generator=generator, desc=desc)
@@ -110,7 +148,8 @@ class GraphedTraining:
     """Runs training epochs of model on data (on one device) with the step captured in a CUDA graph.
 
     capture=False runs the same step eagerly from the same buffers, also on CUDA: the benchmark's check
-    that replays train exactly as the step they captured."""
+    that replays train exactly as the step they captured. compiled_augmentation: the step's augmentation
+    through compiled_augmented_batch (on any device, captured or not)."""
 
     def __init__(
         self,
@@ -121,11 +160,13 @@ class GraphedTraining:
         *,
         warmup_steps: int = 3,
         capture: bool = True,
+        compiled_augmentation: bool = False,
     ) -> None:
         self.model, self.data, self.optimizer, self.setup = model, data, optimizer, setup
         self.device = data.images.device
         self.capture = capture and self.device.type == "cuda"
         self.warmup_steps = warmup_steps
+        self.augmented_batch = compiled_augmented_batch() if compiled_augmentation else augmented_batch
         self.labels_cpu = data.labels.cpu()
         self.jitter_on = augment.jitter_on(setup.augment)
         self.totals = EpochTotals.zeros(self.device)
@@ -135,17 +176,17 @@ class GraphedTraining:
 
     def _step(self, rows: torch.Tensor) -> torch.Tensor:
         """The whole training step on the batch that rows describe; what the graph captures."""
-        idx, draws = unpack(rows, self.jitter_on)
-        images = augment.apply(to_unit_float(self.data.images[idx]), draws, fixed_shapes=True)
+        images, labels = self.augmented_batch(self.data.images, self.data.labels, rows, self.jitter_on)
         images = standardize(images).contiguous(memory_format=self.setup.memory_format)
-        return training_step(self.model, self.optimizer, images, self.data.labels[idx], self.setup, self.totals)
+        return training_step(self.model, self.optimizer, images, labels, self.setup, self.totals)
 
     def step(self, rows: torch.Tensor) -> torch.Tensor:
-        """One training step on the batch rows (on the device) describe; returns its loss (on the device)."""
+        """One training step on the batch rows describe (on the device, or pinned on the CPU: copied without
+        waiting); returns its loss (on the device)."""
         size = self.by_size.get(len(rows))
         if size is None:
-            size = self.by_size[len(rows)] = _BatchSizeGraph(torch.zeros_like(rows))
-        size.rows.copy_(rows)
+            size = self.by_size[len(rows)] = _BatchSizeGraph(torch.zeros_like(rows, device=self.device))
+        size.rows.copy_(rows, non_blocking=True)
         if size.graph is not None:
             size.graph.replay()
             return size.loss
@@ -169,13 +210,11 @@ class GraphedTraining:
             )
         self.model.train()
         batches = epoch_batches(self.labels_cpu, self.setup, generator)
-        rows = [pack(idx, batch_draws(idx, self.labels_cpu, self.setup, generator)) for idx in batches]
-        on_device = torch.cat(rows).to(self.device).split([len(r) for r in rows])
         self.totals.loss.zero_()
         self.totals.correct.zero_()
-        with progress(on_device, desc=desc, unit="batch") as bar:
-            for step, batch in enumerate(bar):
-                loss = self.step(batch)
-                if step % 10 == 0:  # reading the loss waits for the device; not on every step
-                    bar.set_postfix(loss=f"{loss.item():.3f}")
+        with progress(batches, desc=desc, unit="batch") as bar:
+            readout = LossReadout(bar)
+            for step, idx in enumerate(bar):
+                rows = pack(idx, batch_draws(idx, self.labels_cpu, self.setup, generator))
+                readout.step(step, self.step(rows.pin_memory() if self.device.type == "cuda" else rows))
         return self.totals.mean(len(self.labels_cpu))

@@ -122,6 +122,23 @@ def training_step(
     return loss
 
 
+class LossReadout:
+    """The training loss in a progress bar every `every` steps, read without draining the device's queue: the
+    value shown is a copy made `every` steps earlier, which the device has finished while later steps wait
+    behind it (reading the newest loss would leave the GPU idle until the CPU launched the next step)."""
+
+    def __init__(self, bar, every: int = 10) -> None:
+        self.bar, self.every = bar, every
+        self.pending: torch.Tensor | None = None
+
+    def step(self, step: int, loss: torch.Tensor) -> None:
+        if step % self.every:
+            return
+        if self.pending is not None:
+            self.bar.set_postfix(loss=f"{self.pending.item():.3f}")
+        self.pending = loss.clone()  # a replayed graph overwrites its loss output at the next step
+
+
 def train_one_epoch(
     model: nn.Module,
     data: Subset,
@@ -143,14 +160,13 @@ def train_one_epoch(
     batches = epoch_batches(labels_cpu, setup, generator)
     totals = EpochTotals.zeros(device)
     with progress(batches, desc=desc, unit="batch") as bar:
+        readout = LossReadout(bar)
         for step, idx in enumerate(bar):
             draws = batch_draws(idx, labels_cpu, setup, generator)
             idx = idx.to(device, non_blocking=True)
             images = standardize(augment.apply(to_unit_float(data.images[idx]), draws))
             images = images.contiguous(memory_format=setup.memory_format)
-            loss = training_step(model, optimizer, images, data.labels[idx], setup, totals)
-            if step % 10 == 0:  # reading the loss waits for the device; not on every step
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+            readout.step(step, training_step(model, optimizer, images, data.labels[idx], setup, totals))
     return totals.mean(len(labels_cpu))
 
 

@@ -100,9 +100,12 @@ def fit(
     train, val = train.to(device), val.to(device)
     graphed = config.cuda_graph and device.type == "cuda"  # the CPU always trains eagerly
     optimizer = make_optimizer(model, model_config, capturable=graphed)
-    train_epoch = epoch_trainer(model, train, optimizer, setup, graphed=graphed)
+    train_epoch = epoch_trainer(
+        model, train, optimizer, setup, graphed=graphed, compiled_augmentation=config.compile_augmentation
+    )
     if graphed:
-        say(f"{name}: the training step is captured in a CUDA graph and replayed (train.cuda_graph)")
+        compiled = ", its augmentation compiled (train.compile_augmentation)" if config.compile_augmentation else ""
+        say(f"{name}: the training step is captured in a CUDA graph and replayed (train.cuda_graph){compiled}")
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.scheduler.step_size, gamma=config.scheduler.gamma
     )

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from bcmodels.bench import (
-    agreement_table,
+    AGREEMENT_HEADER,
+    SPEED_HEADER,
+    agreement_line,
     augmented_step_rate,
     bench_model,
+    compiled_augmentation_agreement,
     fit_model,
     graph_agreement,
     ready_model,
-    speed_table,
+    speed_line,
     training_images,
 )
 from bcmodels.data import Subset
@@ -46,7 +51,7 @@ def test_bench_times_a_whole_training_with_the_recipe():
         )
         for n in (12, 6)
     ]
-    row = fit_model("simple_cnn", params, *subsets, torch.device("cpu"), graph=False)
+    row = fit_model("simple_cnn", params, *subsets, torch.device("cpu"), "eager")
     assert row["epochs"] == 2 and row["seconds"] > 0 and row["val_loss"] > 0
 
 
@@ -59,7 +64,9 @@ def test_graph_agreement_compares_the_graphed_and_the_eager_loop_from_the_same_s
         torch.randint(0, 256, (10, 3, 32, 32), generator=g, dtype=torch.uint8),
         torch.arange(10) % 3,
     )
-    row = graph_agreement("mobilenet", params, train, torch.device("cpu"))
+    rows = graph_agreement("mobilenet", params, train, torch.device("cpu"), ["eager", "graph"])
+    assert list(rows) == ["graph"]  # one row per graph mode
+    row = rows["graph"]
     # on the CPU nothing is captured, and only contrast's last-bit rounding separates graph and eager loop
     assert row["capture_diff"] == 0
     assert row["relative_diff"] < 1e-5
@@ -67,7 +74,7 @@ def test_graph_agreement_compares_the_graphed_and_the_eager_loop_from_the_same_s
     no_contrast = dataclasses.replace(
         params, train=dataclasses.replace(params.train, augment=dataclasses.replace(params.train.augment, contrast=0))
     )
-    exact = graph_agreement("mobilenet", no_contrast, train, torch.device("cpu"))
+    exact = graph_agreement("mobilenet", no_contrast, train, torch.device("cpu"), ["graph"])["graph"]
     assert exact["relative_diff"] == 0 and exact["graph_loss"] == exact["eager_loss"]
 
 
@@ -81,18 +88,39 @@ def test_the_augmented_step_trains_the_model_on_the_first_batch():
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
 
 
-def test_the_tables_show_eager_and_graph_rows_side_by_side():
+def test_the_tables_show_each_mode_in_its_columns():
     # the graph rows' shape as a CUDA run makes them (a row of bench_model with graph, graph_agreement's row)
     eager = {"ceiling": 20.0, "augmented": None, "epoch": 19.0, "ratio": 0.95, "epoch_s": 29.6}
     graph = {"ceiling": 4580.7, "augmented": 3000.5, "epoch": 2393.3, "ratio": 0.52, "epoch_s": 0.25}
-    lines = speed_table([("simple_cnn", "eager", eager), ("simple_cnn", "graph", graph)]).splitlines()
-    assert lines[1].split() == ["simple_cnn", "eager", "20.0", "-", "19.0", "0.95", "29.60"]
-    assert lines[2].split() == ["simple_cnn", "graph", "4580.7", "3000.5", "2393.3", "0.52", "0.25"]
+    for mode, row, expected in [
+        ("eager", eager, ["simple_cnn", "eager", "20.0", "-", "19.0", "0.95", "29.60"]),
+        ("graph+compile", graph, ["simple_cnn", "graph+compile", "4580.7", "3000.5", "2393.3", "0.52", "0.25"]),
+    ]:
+        line = speed_line("simple_cnn", mode, row)
+        assert line.split() == expected
+        assert len(line) == len(SPEED_HEADER)  # right-aligned under the header's columns
     agreement = {"capture_diff": 0.0, "relative_diff": 1.5e-3, "eager_loss": 1.14338, "graph_loss": 1.14328}
-    assert agreement_table([("resnet101", agreement)]).splitlines()[-1].split() == [
-        "resnet101",
-        "0",
-        "0.0015",
-        "1.14338",
-        "1.14328",
-    ]
+    line = agreement_line("resnet101", "graph", agreement)
+    assert line.split() == ["resnet101", "graph", "0", "0.0015", "1.14338", "1.14328"]
+    assert len(line) == len(AGREEMENT_HEADER.splitlines()[-1])
+
+
+def test_graph_modes_are_refused_without_cuda():
+    run = subprocess.run(
+        [sys.executable, "-m", "bcmodels.bench", "--device", "cpu", "--modes", "eager", "--fit", "graph+compile"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode != 0
+    assert "--modes, --fit: graph+compile need a CUDA device" in run.stderr
+
+
+def test_the_compiled_augmentation_is_compared_value_by_value_with_the_op_by_op_one():
+    params = project_params()
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, batch_size=4))
+    train, _ = training_images(Path("missing"), Path("missing.csv"), synthetic=True, image_size=32)
+    train = dataclasses.replace(train, files=train.files[:8], images=train.images[:8], labels=train.labels[:8])
+    row = compiled_augmentation_agreement(params, train, torch.device("cpu"), batches=3)
+    assert row["values"] == 3 * 4 * 3 * 32 * 32
+    assert row["moved"] / row["values"] < 1e-3
+    assert 0 <= row["others_max"] <= 1e-5

@@ -98,6 +98,43 @@ def test_the_buffered_step_trains_exactly_as_the_eager_loop(imbalance):
         assert torch.equal(eager_state[key], graph_state[key]), key
 
 
+def test_the_compiled_augmentation_gives_the_same_batches_and_training():
+    # torch.compile on the CPU (inductor's C++ kernels) of what a CUDA graph captures with
+    # train.compile_augmentation; on CUDA the same graph becomes Triton kernels (checked by bash .ci/gpu_check).
+    data = _subset(8, 32, 0, pattern=(0, 0, 0, 1, 2))  # two batches of 4: one shape, one compile
+    config = _config(augment=dataclasses.replace(project_params().train.augment, p=0.9))
+    jitter_on = augment.jitter_on(config.augment)
+    idx = torch.tensor([5, 0, 7, 2])
+    rows = pack(idx, _draws(4, 0, config.augment))
+    seed_everything(0, True)  # deterministic algorithms, as the training below runs (a compile depends on it)
+    torch._dynamo.reset()  # forget what other tests compiled, so that this one counts its own graphs
+    torch._dynamo.utils.counters.clear()
+    images, labels = cuda_graph.compiled_augmented_batch()(data.images, data.labels, rows, jitter_on)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # one graph: nothing fell back to Python
+    reference, reference_labels = cuda_graph.augmented_batch(data.images, data.labels, rows, jitter_on)
+    assert torch.equal(labels, reference_labels) and torch.equal(labels, data.labels[idx])
+    assert not torch.equal(reference, data.images[idx].float() / 255)
+    # the same arithmetic; rounding may move a nearest-neighbour rotation's pick at an exact midpoint
+    moved = (images - reference).abs() > 1e-5
+    assert moved.float().mean() < 1e-3
+    torch.testing.assert_close(images[~moved], reference[~moved], rtol=0, atol=1e-5)
+    results = []
+    for compiled in (False, True):
+        seed_everything(0, True)
+        model = build_model("simple_cnn", num_classes=3, image_size=32)
+        setup = epoch_setup(config, _model_config(), data.labels, CPU)
+        runner = GraphedTraining(
+            model, data, make_optimizer(model, _model_config()), setup, compiled_augmentation=compiled
+        )
+        results.append(([runner.train_epoch(torch.Generator().manual_seed(3), "t") for _ in range(2)], model))
+    (plain_stats, plain_model), (compiled_stats, compiled_model) = results
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # the same compiled graph, reused
+    for plain, compiled in zip(plain_stats, compiled_stats, strict=True):
+        assert compiled == pytest.approx(plain, rel=1e-4)
+    for a, b in zip(plain_model.parameters(), compiled_model.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
 class _ReplayedStep:
     """Stands in for a captured CUDA graph on the CPU: replay() re-runs the recorded step, which reads its
     batch from the buffer at replay time and writes its loss into the same output, as a real replay does."""

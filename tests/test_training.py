@@ -9,6 +9,7 @@ from bcmodels.config import ModelConfig, TrainConfig
 from bcmodels.data import Subset
 from bcmodels.epoch import (
     EpochSetup,
+    LossReadout,
     batch_indices,
     epoch_order,
     inverse_frequency_weights,
@@ -224,3 +225,20 @@ def test_a_diverging_learning_rate_stops_with_the_key_to_change():
             config=_config(),
             device=torch.device("cpu"),
         )
+
+
+def test_the_progress_bar_shows_the_loss_of_ten_steps_before_without_waiting_for_the_newest():
+    class Bar:
+        def __init__(self) -> None:
+            self.shown: list[str] = []
+
+        def set_postfix(self, loss: str) -> None:
+            self.shown.append(loss)
+
+    bar = Bar()
+    readout = LossReadout(bar)
+    loss = torch.zeros(())  # as a replayed graph's loss output: one tensor, overwritten at every step
+    for step in range(25):
+        loss.fill_(step)
+        readout.step(step, loss)
+    assert bar.shown == ["0.000", "10.000"]
