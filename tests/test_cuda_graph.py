@@ -2,9 +2,11 @@
 
 torch cannot capture a graph without CUDA, so on the CPU GraphedTraining runs its step eagerly from the same
 fixed input buffer the graph reads. What is checked here: the packed batch rows, the fixed-shape augmentation
-and that buffered step train exactly as the eager loop; which steps run eagerly and which are captured and
-replayed, per batch size (with a stand-in for the capture that re-runs the recorded step on replay); the
-learning rate a capture reads follows the schedule; and train.cuda_graph leaves CPU training unchanged. The
+and that buffered step train exactly as the eager loop; the augmentation compiled by torch.compile
+(train.compile_augmentation, inductor's C++ kernels here) gives the same batches and training; which steps
+run eagerly and which are captured and replayed, per batch size (with a stand-in for the capture that re-runs
+the recorded step on replay); the learning rate a capture reads follows the schedule; and train.cuda_graph
+leaves CPU training unchanged. The
 capture and replay themselves are checked on a GPU by `bash .ci/gpu_check` (bcmodels.bench's
 graph_agreement: the replayed against the uncaptured step and the eager loop, from the same start).
 """
