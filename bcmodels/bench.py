@@ -36,7 +36,7 @@ from torch import nn
 
 from bcmodels import augment
 from bcmodels.cli import run_stage
-from bcmodels.config import CLASSES, ModelConfig, Params, load_params
+from bcmodels.config import CLASSES, ModelConfig, Params, TrainConfig, load_params
 from bcmodels.cuda_graph import (
     GraphedTraining,
     augmented_batch,
@@ -57,6 +57,12 @@ from bcmodels.training import fit, make_optimizer
 STUDY_TRAIN_IMAGES = 563  # the study split's training set, for the synthetic stand-in
 # The training steps compared: mode -> (train.cuda_graph, train.compile_augmentation).
 MODES = {"eager": (False, False), "graph": (True, False), "graph+compile": (True, True)}
+
+
+def configured_mode(config: TrainConfig) -> str:
+    """The mode (MODES) that train's settings select: what a train stage runs on CUDA."""
+    graph = config.cuda_graph
+    return next(mode for mode, flags in MODES.items() if flags == (graph, graph and config.compile_augmentation))
 
 
 def _sync(device: torch.device) -> None:

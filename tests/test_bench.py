@@ -17,6 +17,7 @@ from bcmodels.bench import (
     augmented_step_rate,
     bench_model,
     compiled_augmentation_agreement,
+    configured_mode,
     fit_model,
     graph_agreement,
     ready_model,
@@ -124,3 +125,15 @@ def test_the_compiled_augmentation_is_compared_value_by_value_with_the_op_by_op_
     assert row["values"] == 3 * 4 * 3 * 32 * 32
     assert row["moved"] / row["values"] < 1e-3
     assert 0 <= row["others_max"] <= 1e-5
+
+
+def test_the_configured_mode_is_the_one_whose_settings_train_has():
+    train = project_params().train
+    for cuda_graph, compile_augmentation, mode in [
+        (False, False, "eager"),
+        (False, True, "eager"),  # compiling applies to the graph's augmentation only
+        (True, False, "graph"),
+        (True, True, "graph+compile"),
+    ]:
+        config = dataclasses.replace(train, cuda_graph=cuda_graph, compile_augmentation=compile_augmentation)
+        assert configured_mode(config) == mode
