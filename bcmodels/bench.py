@@ -3,13 +3,13 @@
 Per model, at the configured batch size (train.batch_size) and with the recipe's settings:
 - step ceiling: images/s of the bare training step (forward, backward, the recipe's optimiser) on one batch
   that is already on the device, no augmentation: the most the loop could reach;
-- epoch: images/s of one whole epoch of the real training loop (bcmodels.epoch.train_one_epoch:
+- epoch: images/s of one whole epoch of the real training loop (bcmodels.training.eager.train_one_epoch:
   shuffling, on-device augmentation, standardisation, the same step), after --warmup-epochs untimed ones
   (the first pays for cuDNN's algorithm search and first launches; with a CUDA graph, the second captures
   the graph of the epoch's last, smaller batch);
 - their ratio: how much of the ceiling the real loop keeps.
 Each in the modes (steps) asked for, side by side: eager (kernels launched one by one), and on CUDA graph
-(the step captured in a CUDA graph: train.cuda_graph, bcmodels.cuda_graph) and graph+compile (the same with
+(the step captured in a CUDA graph: train.cuda_graph, bcmodels.training.graphed) and graph+compile (the same with
 its augmentation compiled: train.compile_augmentation). The graph modes have one more column: the augmented
 step, images/s of the captured step as the graphed loop replays it (indexing, fixed-shape augmentation,
 standardisation and the same step, on one batch), which splits what the epoch loses against the ceiling
@@ -34,35 +34,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bcmodels import augment
-from bcmodels.cli import run_stage
-from bcmodels.config import CLASSES, ModelConfig, Params, TrainConfig, load_params
-from bcmodels.cuda_graph import (
-    GraphedTraining,
-    augmented_batch,
-    capture,
-    compiled_augmented_batch,
-    epoch_trainer,
-    pack,
-    warm_up,
-)
-from bcmodels.data import Subset, load_subsets
-from bcmodels.epoch import EpochSetup, EpochTotals, batch_draws, epoch_setup, training_step
-from bcmodels.errors import ConfigError
-from bcmodels.inference import standardize, to_unit_float
-from bcmodels.models import build_model
-from bcmodels.runtime import resolve_device, seed_everything
-from bcmodels.training import fit, make_optimizer
+from bcmodels.config.load import load_params
+from bcmodels.config.schema import CLASSES, ModelConfig, Params
+from bcmodels.data.subsets import Subset, load_subsets
+from bcmodels.errors import ConfigError, run_stage
+from bcmodels.models.inference import standardize, to_unit_float
+from bcmodels.runtime import resolve_device
+from bcmodels.training.fit import epoch_trainer, fit, make_optimizer
+from bcmodels.training.graph_checks import MODES, compiled_augmentation_agreement, graph_agreement, ready_model
+from bcmodels.training.graphed import GraphedTraining, capture, pack, warm_up
+from bcmodels.training.step import EpochSetup, EpochTotals, batch_draws, training_step
 
 STUDY_TRAIN_IMAGES = 563  # the study split's training set, for the synthetic stand-in
-# The training steps compared: mode -> (train.cuda_graph, train.compile_augmentation).
-MODES = {"eager": (False, False), "graph": (True, False), "graph+compile": (True, True)}
-
-
-def configured_mode(config: TrainConfig) -> str:
-    """The mode (MODES) that train's settings select: what a train stage runs on CUDA."""
-    graph = config.cuda_graph
-    return next(mode for mode, flags in MODES.items() if flags == (graph, graph and config.compile_augmentation))
 
 
 def _sync(device: torch.device) -> None:
@@ -138,17 +121,6 @@ def augmented_step_rate(
     return steps * len(rows) / (time.perf_counter() - start)
 
 
-def ready_model(name: str, params: Params, train: Subset, device: torch.device) -> tuple[nn.Module, EpochSetup]:
-    """Model section name built from scratch after seeding as the train stage does, on device in the memory
-    layout the recipe uses there, with its epoch settings."""
-    config = params.train
-    model_config = config.model_configs[name]
-    seed_everything(config.seed, config.deterministic)
-    model = build_model(model_config.arch, num_classes=len(CLASSES), image_size=train.images.shape[-1])
-    setup = epoch_setup(config, model_config, train.labels, device)
-    return model.to(device, memory_format=setup.memory_format), setup
-
-
 def bench_model(
     name: str,
     params: Params,
@@ -189,77 +161,6 @@ def bench_model(
         "ratio": epoch_rate / ceiling,
         "epoch_s": epoch_seconds,
     }
-
-
-def graph_agreement(
-    name: str, params: Params, train: Subset, device: torch.device, modes: list[str], epochs: int = 1
-) -> dict[str, dict]:
-    """Train model section name for `epochs` from the same start, with the same optimiser and draws: with the
-    eager loop, then per graph mode of modes the graph's step run eagerly from its buffers (not captured), and
-    captured and replayed. Returns per graph mode
-    - capture_diff: the largest difference of any weight or buffer between the replayed and the uncaptured
-      step, the check of the capture itself: 0 when the replays run the very kernels that were recorded
-      (on the CPU nothing is captured, so it is 0 there by construction);
-    - relative_diff: |graph - eager| / |eager| over all parameters (Euclidean norms), how far the fixed-shape
-      augmentation's rounding (contrast's mean; rotation's midpoints when compiled) and what training grows
-      it into separate the two loops;
-    - eager_loss and graph_loss, both mean training losses."""
-    model_config = params.train.model_configs[name]
-    on_device = train.to(device)
-
-    def train_from_start(run: str, compiled: bool = False) -> tuple[dict, torch.Tensor, float]:
-        model, setup = ready_model(name, params, train, device)
-        optimizer = make_optimizer(model, model_config, capturable=device.type == "cuda")
-        generator = torch.Generator().manual_seed(0)
-        if run == "eager":
-            train_epoch = epoch_trainer(model, on_device, optimizer, setup, graphed=False)
-        else:
-            runner = GraphedTraining(
-                model, on_device, optimizer, setup, capture=run == "graph", compiled_augmentation=compiled
-            )
-            train_epoch = runner.train_epoch
-        for epoch in range(epochs):
-            stats = train_epoch(generator=generator, desc=f"{name} {run} epoch {epoch}")
-        parameters = torch.cat([p.detach().double().flatten() for p in model.parameters()])
-        return model.state_dict(), parameters, stats["loss"]
-
-    _, eager_parameters, eager_loss = train_from_start("eager")
-    rows = {}
-    for mode in modes:
-        graph, compiled = MODES[mode]
-        if not graph:
-            continue
-        uncaptured, _, _ = train_from_start("uncaptured", compiled)
-        graphed, parameters, loss = train_from_start("graph", compiled)
-        rows[mode] = {
-            "capture_diff": max((graphed[k].double() - uncaptured[k].double()).abs().max().item() for k in graphed),
-            "relative_diff": ((parameters - eager_parameters).norm() / eager_parameters.norm()).item(),
-            "eager_loss": eager_loss,
-            "graph_loss": loss,
-        }
-    return rows
-
-
-def compiled_augmentation_agreement(params: Params, train: Subset, device: torch.device, batches: int) -> dict:
-    """The compiled augmentation (train.compile_augmentation) against the op-by-op one on `batches` batches of
-    train's images with real draws: how many augmented values differ by more than 1e-5 (where rounding moves
-    a nearest-neighbour rotation's pick at an exact midpoint to the neighbouring pixel), out of how many, and
-    the largest difference of the others."""
-    config = params.train
-    on_device = train.to(device)
-    jitter_on = augment.jitter_on(config.augment)
-    generator = torch.Generator().manual_seed(0)
-    moved, values, others = 0, 0, 0.0
-    for _ in range(batches):
-        idx = torch.randperm(len(train.labels), generator=generator)[: config.batch_size]
-        rows = pack(idx, augment.draw(config.augment, len(idx), generator)).to(device)
-        compiled, _ = compiled_augmented_batch()(on_device.images, on_device.labels, rows, jitter_on)
-        reference, _ = augmented_batch(on_device.images, on_device.labels, rows, jitter_on)
-        diff = (compiled - reference).abs()
-        far = diff > 1e-5
-        moved, values = moved + int(far.sum()), values + diff.numel()
-        others = max(others, diff[~far].max().item())
-    return {"moved": moved, "values": values, "others_max": others}
 
 
 def fit_model(name: str, params: Params, train: Subset, val: Subset, device: torch.device, mode: str = "eager") -> dict:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from bcmodels.cli import run_stage
-from bcmodels.config import Params, load_params
-from bcmodels.errors import ConfigError, WeightsError
-from bcmodels.models import available_archs, fetch_torchvision_weights, is_weights_path, torchvision_weights
+from bcmodels.config.load import load_params
+from bcmodels.config.schema import Params
+from bcmodels.errors import ConfigError, WeightsError, run_stage
+from bcmodels.models.registry import available_archs, fetch_torchvision_weights, is_weights_path, torchvision_weights
 
 PIPELINE = "dvc.yaml"
 

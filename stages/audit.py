@@ -5,9 +5,9 @@ import os
 import time
 from pathlib import Path
 
-from bcmodels.audit import AuditFiles, run_audit
-from bcmodels.cli import run_stage
-from bcmodels.config import load_params
+from bcmodels.audit.duplicates import AuditFiles, run_audit
+from bcmodels.config.load import load_params
+from bcmodels.errors import run_stage
 from bcmodels.formats.manifest import read_manifest
 
 

@@ -1,11 +1,11 @@
-"""Stage backbone: the ImageNet MobileNetV2 backbone (bcmodels.backbone) as a torchvision state_dict at --out."""
+"""Stage backbone: the ImageNet MobileNetV2 backbone (bcmodels.models.backbone) as a torchvision state_dict at --out."""
 
 import argparse
 from pathlib import Path
 
-from bcmodels.backbone import make_backbone
-from bcmodels.cli import run_stage
-from bcmodels.config import load_params
+from bcmodels.config.load import load_params
+from bcmodels.errors import run_stage
+from bcmodels.models.backbone import make_backbone
 
 
 def main() -> None:

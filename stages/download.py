@@ -6,9 +6,9 @@ Set BUSI_SOURCE to a local zip, tar or extracted folder to skip the network.
 import argparse
 from pathlib import Path
 
-from bcmodels.cli import run_stage
-from bcmodels.config import load_params
-from bcmodels.download import install_dataset, resolve_source
+from bcmodels.config.load import load_params
+from bcmodels.data.busi import install_dataset, resolve_source
+from bcmodels.errors import run_stage
 from bcmodels.formats.manifest import read_manifest
 
 

@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from bcmodels.cli import run_stage
-from bcmodels.leakage import write_data_metrics
+from bcmodels.audit.leakage import write_data_metrics
+from bcmodels.errors import run_stage
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ import argparse
 import time
 from pathlib import Path
 
-from bcmodels.cli import run_stage
-from bcmodels.config import load_params
+from bcmodels.config.load import load_params
+from bcmodels.data.preprocess import preprocess
+from bcmodels.errors import run_stage
 from bcmodels.formats.manifest import read_manifest
-from bcmodels.preprocess import preprocess
 
 
 def main() -> None:

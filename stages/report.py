@@ -4,9 +4,9 @@ run's metrics, histories and predictions; models without results are listed as n
 import argparse
 from pathlib import Path
 
-from bcmodels.cli import run_stage
-from bcmodels.config import load_params
-from bcmodels.report import RunFiles, available_results, write_report
+from bcmodels.config.load import load_params
+from bcmodels.errors import run_stage
+from bcmodels.evaluation.report import RunFiles, available_results, write_report
 
 
 def main() -> None:

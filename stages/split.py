@@ -7,9 +7,9 @@ test fold S mod split.folds; the study split is the same for every seed).
 import argparse
 from pathlib import Path
 
-from bcmodels.cli import run_stage
-from bcmodels.config import load_params
-from bcmodels.split import write_split_file
+from bcmodels.config.load import load_params
+from bcmodels.data.partition import write_split_file
+from bcmodels.errors import run_stage
 
 
 def main() -> None:

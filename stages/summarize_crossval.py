@@ -4,9 +4,9 @@ bootstrap intervals, paired differences, the spread over folds, a report and fig
 import argparse
 from pathlib import Path
 
-from bcmodels.cli import run_stage
-from bcmodels.config import load_params
-from bcmodels.crossval import summarize_crossval
+from bcmodels.config.load import load_params
+from bcmodels.errors import run_stage
+from bcmodels.evaluation.crossval_report import summarize_crossval
 
 
 def main() -> None:

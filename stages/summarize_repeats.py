@@ -4,9 +4,9 @@ and repeat.seeds: mean, spread and paired comparisons by seed."""
 import argparse
 from pathlib import Path
 
-from bcmodels.cli import run_stage
-from bcmodels.config import load_params
-from bcmodels.repeats import summarize_repeats
+from bcmodels.config.load import load_params
+from bcmodels.errors import run_stage
+from bcmodels.evaluation.repeats import summarize_repeats
 
 
 def main() -> None:

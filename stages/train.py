@@ -3,9 +3,9 @@
 import argparse
 from pathlib import Path
 
-from bcmodels.cli import run_stage
-from bcmodels.config import load_params
-from bcmodels.training import train_model
+from bcmodels.config.load import load_params
+from bcmodels.errors import run_stage
+from bcmodels.training.train import train_model
 
 
 def main() -> None:

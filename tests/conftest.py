@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bcmodels.config import Params, load_params
+from bcmodels.config.load import load_params
+from bcmodels.config.schema import Params
 from bcmodels.formats.manifest import write_manifest
 from tests.synthetic import make_busi_tree, zip_tree
 

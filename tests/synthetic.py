@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from bcmodels.download import DATASET_DIR
+from bcmodels.data.busi import DATASET_DIR
 from bcmodels.formats.manifest import ManifestEntry
 
 DEFAULT_COUNTS = {"benign": 12, "malignant": 10, "normal": 8}

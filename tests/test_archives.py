@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-import bcmodels.download as download
-from bcmodels.config import DownloadConfig
-from bcmodels.download import DATASET_DIR, install_dataset
+import bcmodels.data.busi as download
+from bcmodels.config.schema import DownloadConfig
+from bcmodels.data.busi import DATASET_DIR, install_dataset
 from bcmodels.errors import DataError
 from tests.conftest import project_params
 from tests.synthetic import relative_files, tar_tree, zip_tree

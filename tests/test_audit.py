@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, PngImagePlugin
 
-from bcmodels.audit import (
+from bcmodels.audit.duplicates import (
     AuditFiles,
     audit_images,
     conflict_sheet,
@@ -23,13 +23,13 @@ from bcmodels.audit import (
     run_audit,
     summarize,
 )
-from bcmodels.download import DATASET_DIR
+from bcmodels.audit.leakage import leakage, write_data_metrics
+from bcmodels.data.busi import DATASET_DIR
+from bcmodels.data.partition import make_split, write_split_file
 from bcmodels.errors import DataError
 from bcmodels.formats.groups import GroupRow, read_groups, read_pairs, write_groups
 from bcmodels.formats.manifest import ManifestEntry, read_manifest, write_manifest
-from bcmodels.images import to_square
-from bcmodels.leakage import leakage, write_data_metrics
-from bcmodels.split import make_split, write_split_file
+from bcmodels.io.images import to_square
 from tests.conftest import (
     PROJECT_ROOT,
     REAL_ZIP,

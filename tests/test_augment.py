@@ -10,8 +10,8 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from bcmodels import augment
-from bcmodels.config import AugmentConfig
+from bcmodels.config.schema import AugmentConfig
+from bcmodels.training import augment
 from tests.conftest import project_params
 
 STUDY = project_params().train.augment

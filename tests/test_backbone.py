@@ -10,8 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from bcmodels.backbone import backbone_from_wheel, make_backbone
 from bcmodels.errors import DataError
+from bcmodels.models.backbone import backbone_from_wheel, make_backbone
 from tests.conftest import SHARED_WEIGHTS, project_params, requires_shared_weights
 from tests.synthetic import make_backbone_wheel
 

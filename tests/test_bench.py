@@ -16,15 +16,17 @@ from bcmodels.bench import (
     agreement_line,
     augmented_step_rate,
     bench_model,
-    compiled_augmentation_agreement,
-    configured_mode,
     fit_model,
-    graph_agreement,
-    ready_model,
     speed_line,
     training_images,
 )
-from bcmodels.data import Subset
+from bcmodels.data.subsets import Subset
+from bcmodels.training.graph_checks import (
+    compiled_augmentation_agreement,
+    configured_mode,
+    graph_agreement,
+    ready_model,
+)
 from tests.conftest import project_params
 
 

@@ -6,7 +6,7 @@ import time
 import pytest
 from ruamel.yaml import YAML
 
-from bcmodels.config import load_params, parse_params
+from bcmodels.config.load import load_params, parse_params
 from bcmodels.errors import ConfigError
 from tests.conftest import PROJECT_ROOT
 from tests.synthetic import parent_of

@@ -6,20 +6,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, recall_score, roc_auc_score
 
-from bcmodels.config import CLASSES
-from bcmodels.crossval import (
-    image_weights,
-    load_out_of_fold,
-    predictions_path,
-    statistics,
-    summarize,
-    summarize_crossval,
-    weighted_auc,
-    weighted_ece,
-)
+from bcmodels.config.schema import CLASSES
 from bcmodels.errors import DataError
+from bcmodels.evaluation.crossval import load_out_of_fold, predictions_path, statistics, summarize
+from bcmodels.evaluation.crossval_report import summarize_crossval
+from bcmodels.evaluation.stats import expected_calibration_error, image_weights, weighted_auc, weighted_ece
 from bcmodels.formats.predictions import Predictions, write_predictions
-from bcmodels.stats import expected_calibration_error
 
 FOLDS, N = (0, 1, 2), 60
 

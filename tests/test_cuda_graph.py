@@ -18,14 +18,16 @@ import dataclasses
 import pytest
 import torch
 
-from bcmodels import augment, cuda_graph
-from bcmodels.cuda_graph import GraphedTraining, pack, unpack
-from bcmodels.epoch import EpochTotals, epoch_setup, train_one_epoch, training_step
 from bcmodels.errors import ConfigError
-from bcmodels.inference import standardize
-from bcmodels.models import build_model
+from bcmodels.models.inference import standardize
+from bcmodels.models.registry import build_model
 from bcmodels.runtime import seed_everything
-from bcmodels.training import make_optimizer
+from bcmodels.training import augment
+from bcmodels.training import graphed as cuda_graph
+from bcmodels.training.eager import train_one_epoch
+from bcmodels.training.fit import make_optimizer
+from bcmodels.training.graphed import GraphedTraining, pack, unpack
+from bcmodels.training.step import EpochTotals, epoch_setup, training_step
 from tests.conftest import project_params
 from tests.test_training import _config, _model_config, _subset, _train_once
 

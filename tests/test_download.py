@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-import bcmodels.download as download
-import bcmodels.fileio as fileio
-from bcmodels.config import DownloadConfig
-from bcmodels.download import DATASET_DIR, DOWNLOAD_PATH, SOURCE_ENV, fetch, install_dataset, resolve_source, verify
+import bcmodels.data.busi as download
+import bcmodels.io.files as fileio
+from bcmodels.config.schema import DownloadConfig
+from bcmodels.data.busi import DATASET_DIR, DOWNLOAD_PATH, SOURCE_ENV, fetch, install_dataset, resolve_source, verify
 from bcmodels.errors import DataError
-from bcmodels.fileio import recover
 from bcmodels.formats.manifest import read_manifest, write_manifest
+from bcmodels.io.files import recover
 from tests.conftest import PROJECT_ROOT, REAL_ZIP, project_params, requires_real_zip
 from tests.synthetic import make_busi_tree, relative_files, zip_tree
 
@@ -431,8 +431,8 @@ def test_busi_source_env_overrides_the_url(monkeypatch, busi):
 KILLED_INSTALL = """
 import os, signal, sys
 from pathlib import Path
-from bcmodels.config import load_params
-from bcmodels.download import install_dataset
+from bcmodels.config.load import load_params
+from bcmodels.data.busi import install_dataset
 from bcmodels.formats.manifest import read_manifest
 
 source, target, manifest, moment, params = sys.argv[1:]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import bcmodels.download as download
-from bcmodels.config import DownloadConfig
-from bcmodels.download import DATASET_DIR, SOURCE_ENV, install_dataset, resolve_source
+import bcmodels.data.busi as download
+from bcmodels.config.schema import DownloadConfig
+from bcmodels.data.busi import DATASET_DIR, SOURCE_ENV, install_dataset, resolve_source
 from bcmodels.errors import DataError
 from tests.conftest import project_params
 from tests.synthetic import make_busi_tree, relative_files, tar_tree, zip_tree

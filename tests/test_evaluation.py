@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from bcmodels.config import CLASSES
+from bcmodels.config.schema import CLASSES
 from bcmodels.errors import DataError, WeightsError
-from bcmodels.evaluation import EvaluationFiles, classification_metrics, evaluate_model
+from bcmodels.evaluation.evaluate import EvaluationFiles, classification_metrics, evaluate_model
+from bcmodels.evaluation.stats import bootstrap_intervals
 from bcmodels.formats.checkpoint import load_checkpoint
 from bcmodels.formats.split import write_split
 from bcmodels.formats.store import IndexRow, write_store
-from bcmodels.stats import bootstrap_intervals
-from bcmodels.training import train_model
+from bcmodels.training.train import train_model
 from tests.conftest import project_params
 
 EVALUATE = project_params().evaluate

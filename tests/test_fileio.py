@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from bcmodels import fileio
-from bcmodels.fileio import atomic_dir, atomic_path, write_text
+from bcmodels.io import files as fileio
+from bcmodels.io.files import atomic_dir, atomic_path, write_text
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

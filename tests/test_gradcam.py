@@ -8,16 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from bcmodels.config import EarlyStoppingConfig, ModelConfig
-from bcmodels.data import Subset
+from bcmodels.config.schema import EarlyStoppingConfig, ModelConfig
+from bcmodels.data.subsets import Subset
 from bcmodels.errors import ConfigError
 from bcmodels.formats.checkpoint import Checkpoint, save_checkpoint
-from bcmodels.gradcam import colorize, explain, heatmap_figure, target_layer
-from bcmodels.inference import IMAGENET_MEAN, IMAGENET_STD
-from bcmodels.models import build_model
-from bcmodels.predict import load_models
+from bcmodels.models.gradcam import colorize, explain, heatmap_figure, target_layer
+from bcmodels.models.inference import IMAGENET_MEAN, IMAGENET_STD
+from bcmodels.models.registry import build_model
+from bcmodels.predict.command import load_models
 from bcmodels.runtime import seed_everything
-from bcmodels.training import fit
+from bcmodels.training.fit import fit
 from tests.conftest import project_params
 
 SIZE = 32  # the synthetic images' side

@@ -19,7 +19,7 @@ from PIL import Image, ImageFile
 
 import bcmodels
 from bcmodels.errors import DataError
-from bcmodels.images import MAX_ASPECT, MAX_PIXELS, MIN_SIDE, load_square
+from bcmodels.io.images import MAX_ASPECT, MAX_PIXELS, MIN_SIDE, load_square
 
 
 def _load(path: Path, size: int) -> np.ndarray:

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from bcmodels.errors import ConfigError, WeightsError
-from bcmodels.models import (
+from bcmodels.models.registry import (
     build_model,
     count_parameters,
     drop_auxiliary_heads,

@@ -16,13 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from bcmodels import predict
-from bcmodels.cli import run_stage
-from bcmodels.config import CLASSES
-from bcmodels.errors import ConfigError
+from bcmodels.config.schema import CLASSES
+from bcmodels.errors import ConfigError, run_stage
 from bcmodels.formats.checkpoint import load_checkpoint
-from bcmodels.images import decode, to_square
-from bcmodels.inference import predict_logits
+from bcmodels.io.images import decode, to_square
+from bcmodels.models.inference import predict_logits
+from bcmodels.predict import command as predict
 from tests.conftest import PROJECT_ROOT
 from tests.test_gradcam import one_thread, save_tiny, train_tiny  # noqa: F401  (one_thread: autouse fixture)
 

@@ -11,12 +11,12 @@ import torchvision.transforms as T
 from PIL import Image
 
 import bcmodels.formats.store
-from bcmodels.download import DATASET_DIR, install_dataset
+from bcmodels.data.busi import DATASET_DIR, install_dataset
+from bcmodels.data.preprocess import preprocess
 from bcmodels.errors import DataError
 from bcmodels.formats.manifest import read_manifest
 from bcmodels.formats.store import IMAGES_FILE, INDEX_FILE, read_images, read_index
-from bcmodels.images import to_square
-from bcmodels.preprocess import preprocess
+from bcmodels.io.images import to_square
 from tests.conftest import PROJECT_ROOT, REAL_ZIP, project_params, requires_real_zip
 
 SMALL = dataclasses.replace(project_params().preprocess, image_size=32, resize_short_side=36, workers=2)

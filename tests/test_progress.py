@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bcmodels import progress
+from bcmodels.io import progress
 
 
 def test_off_a_terminal_progress_prints_a_line_now_and_then_and_one_at_the_end(capsys, monkeypatch):

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bcmodels.formats.metrics import HEADLINE_KEYS
-from bcmodels.repeats import (
+from bcmodels.evaluation.repeats import (
     compare_models,
     describe,
     markdown,
@@ -17,6 +16,7 @@ from bcmodels.repeats import (
     run_scores,
     summarize_repeats,
 )
+from bcmodels.formats.metrics import HEADLINE_KEYS
 from tests.test_evaluation import _probs, metrics_of
 
 T_975_2DF = 4.302653  # Student's t, 97.5th percentile, 2 degrees of freedom (any t table)

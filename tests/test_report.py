@@ -8,12 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bcmodels.config import CLASSES
+from bcmodels.config.schema import CLASSES
 from bcmodels.errors import DataError
-from bcmodels.fileio import write_json
-from bcmodels.formats.history import write_history
-from bcmodels.formats.predictions import Predictions, write_predictions
-from bcmodels.report import (
+from bcmodels.evaluation.report import (
     STUDY_TABLE_I,
     RunFiles,
     available_results,
@@ -25,6 +22,9 @@ from bcmodels.report import (
     save_figure,
     write_report,
 )
+from bcmodels.formats.history import write_history
+from bcmodels.formats.predictions import Predictions, write_predictions
+from bcmodels.io.files import write_json
 from tests.test_evaluation import metrics_of
 
 MODELS = ("simple_cnn", "mobilenet")

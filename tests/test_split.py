@@ -6,11 +6,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from bcmodels.data.partition import _majority_class, fold_of_repeat, make_split
 from bcmodels.errors import ConfigError, DataError
 from bcmodels.formats.groups import GroupRow
 from bcmodels.formats.manifest import read_manifest
 from bcmodels.formats.split import EXCLUDED, SPLITS, read_split, write_split
-from bcmodels.split import _majority_class, fold_of_repeat, make_split
 from tests.conftest import PROJECT_ROOT, project_params
 
 STUDY = project_params().split

@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from bcmodels.cli import run_stage
-from bcmodels.errors import ConfigError
+from bcmodels.errors import ConfigError, run_stage
 from tests.conftest import PROJECT_ROOT
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, recall_score
 
-from bcmodels.stats import (
+from bcmodels.evaluation.stats import (
     binomial_interval,
     bootstrap_confusions,
     bootstrap_intervals,

@@ -5,23 +5,23 @@ import dataclasses
 import pytest
 import torch
 
-from bcmodels.config import ModelConfig, TrainConfig
-from bcmodels.data import Subset
-from bcmodels.epoch import (
+from bcmodels.config.schema import ModelConfig, TrainConfig
+from bcmodels.data.subsets import Subset
+from bcmodels.errors import ConfigError
+from bcmodels.evaluation.evaluate import classification_metrics
+from bcmodels.models.inference import predict_logits
+from bcmodels.models.registry import build_model
+from bcmodels.runtime import memory_format, resolve_device, seed_everything
+from bcmodels.training.eager import train_one_epoch
+from bcmodels.training.fit import EarlyStopping, evaluate_loss, fit
+from bcmodels.training.step import (
     EpochSetup,
     LossReadout,
     batch_indices,
     epoch_order,
     inverse_frequency_weights,
     minority_classes,
-    train_one_epoch,
 )
-from bcmodels.errors import ConfigError
-from bcmodels.evaluation import classification_metrics
-from bcmodels.inference import predict_logits
-from bcmodels.models import build_model
-from bcmodels.runtime import memory_format, resolve_device, seed_everything
-from bcmodels.training import EarlyStopping, evaluate_loss, fit
 from tests.conftest import project_params
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from bcmodels.config import GEOMETRIES
+from bcmodels.config.schema import GEOMETRIES
 from bcmodels.errors import DataError, WeightsError
-from bcmodels.fileio import atomic_path
+from bcmodels.io.files import atomic_path
 
 FORMAT = "bcmodels checkpoint"
 VERSION = 2
@@ -30,7 +30,7 @@ class Checkpoint:
     model: str  # the model's section name in params.yaml
     arch: str
     classes: tuple[str, ...]
-    geometry: str  # how preprocess squared the image (bcmodels.images.to_square)
+    geometry: str  # how preprocess squared the image (bcmodels.io.images.to_square)
     image_size: int
     resize_short_side: int
     mean: tuple[float, float, float]  # input normalisation after scaling to [0, 1]

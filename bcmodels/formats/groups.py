@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bcmodels.errors import DataError
-from bcmodels.fileio import read_csv, read_json, write_csv, write_json
+from bcmodels.io.files import read_csv, read_json, write_csv, write_json
 
 GROUP_COLUMNS = ("file", "class", "group", "group_size", "exact_group", "conflict")
 PAIR_COLUMNS = ("file_a", "file_b", "phash_bits", "cosine", "found_by")
@@ -71,7 +71,7 @@ def read_pairs(path: Path) -> list[Pair]:
 
 
 def write_summary(path: Path, summary: dict) -> None:
-    """data/audit/audit.json: the audit's counts and its label-conflict groups (bcmodels.audit.summarize)."""
+    """data/audit/audit.json: the audit's counts and its label-conflict groups (bcmodels.audit.duplicates.summarize)."""
     write_json(path, summary)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bcmodels.fileio import read_csv, write_csv
+from bcmodels.io.files import read_csv, write_csv
 
 COLUMNS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds")
 

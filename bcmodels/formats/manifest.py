@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bcmodels.config import CLASSES, clip
-from bcmodels.errors import DataError
-from bcmodels.fileio import csv_text, write_text
+from bcmodels.config.schema import CLASSES
+from bcmodels.errors import DataError, clip
+from bcmodels.io.files import csv_text, write_text
 
 COLUMNS = ("file", "class", "sha256")
 # <class>/<name>.png with a plain name: no folder, no "..", no leading dot, nothing a file system treats specially.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bcmodels.errors import DataError
-from bcmodels.fileio import read_json, write_json
+from bcmodels.io.files import read_json, write_json
 
 HEADLINE_KEYS = ("accuracy", "macro_f1", "weighted_f1", "macro_auc", "ece", "images", "runs")
 REQUIRED_DETAIL = ("accuracy", "accuracy_ci95", "macro", "weighted", "roc_auc", "calibration", "n_test")

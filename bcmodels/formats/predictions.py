@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bcmodels.errors import DataError
-from bcmodels.fileio import read_csv, write_csv
+from bcmodels.io.files import read_csv, write_csv
 
 COLUMNS = ("file", "actual", "predicted")  # then p_<class> for every class, in class order
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bcmodels.errors import DataError
-from bcmodels.fileio import read_csv, write_csv
+from bcmodels.io.files import read_csv, write_csv
 
 COLUMNS = ("file", "class", "split")
 SPLITS = ("train", "val", "test")

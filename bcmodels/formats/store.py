@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bcmodels.errors import DataError
-from bcmodels.fileio import atomic_dir, read_csv, write_csv
+from bcmodels.io.files import atomic_dir, read_csv, write_csv
 
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.csv"

@@ -1,0 +1,1 @@
+"""Settings: the schema of params.yaml (schema) and its checked loading (load)."""

@@ -1,0 +1,172 @@
+"""The settings of params.yaml as typed, frozen dataclasses, and the names they may take.
+
+Every field is required in params.yaml (the code has no defaults to drift from it); a field made with
+`_range` carries the interval its value must lie in, which bcmodels.config.load checks. This module imports
+nothing of the project, so any module can depend on the settings' shapes without loading YAML.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+CLASSES = ("benign", "malignant", "normal")
+GEOMETRIES = ("study", "resize", "letterbox")
+SPLIT_STRATEGIES = ("study", "grouped")
+CONFLICT_POLICIES = ("keep", "drop")
+DEVICES = ("auto", "cpu", "cuda")
+# How a model meets the class imbalance (the study did nothing): loss weighted by inverse class
+# frequency, a sampler drawing every class equally often, or augmentation of the minority classes only.
+IMBALANCE = ("none", "class_weighted_loss", "balanced_sampler", "minority_augment")
+MAX_SEED = 2**32 - 1  # NumPy and scikit-learn take seeds up to this
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")  # model names become file names and DVC stage names
+
+
+def _range(low: float, high: float, *, low_open: bool = False) -> Any:
+    """A dataclass field whose value must lie in [low, high] (or (low, high] with low_open)."""
+    return field(metadata={"range": (low, high, low_open)})
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    urls: tuple[str, ...]  # mirrors, tried in order
+    sha256: str
+    manifest: str
+    timeout_s: float = _range(0, 600, low_open=True)
+    retries: int = _range(0, 10)
+    max_archive_mb: float = _range(0, 100_000, low_open=True)  # a download stops once it is larger
+    max_member_mb: float = _range(0, 100_000, low_open=True)
+    max_total_mb: float = _range(0, 100_000, low_open=True)  # all members of an archive together
+    max_members: int = _range(1, 1_000_000)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    url: str
+    sha256: str  # of the file at url
+    member: str  # the state_dict inside it
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    geometry: str
+    image_size: int = _range(8, 1024)
+    resize_short_side: int = _range(8, 2048)
+    workers: int = _range(0, 256)  # 0 = one process per core
+
+
+@dataclass(frozen=True)
+class PhashConfig:
+    hash_size: int = _range(4, 16)
+    threshold: int = _range(0, 255)  # bits
+    report_thresholds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    weights: str  # MobileNetV2 ImageNet state_dict
+    image_size: int = _range(32, 1024)
+    mid_block: int = _range(1, 18)  # the mid-level features are the output of features[:mid_block]
+    threshold: float = _range(0, 1, low_open=True)  # cosine similarity
+    report_thresholds: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    phash: PhashConfig
+    features: FeatureConfig
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    strategy: str
+    test_fraction: float = _range(0, 1, low_open=True)
+    val_fraction: float = _range(0, 1, low_open=True)
+    seed: int = _range(0, MAX_SEED)
+    folds: int = _range(3, 50)
+    fold: int = _range(0, 49)
+    conflicts: str
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    patience: int = _range(1, 1000)
+    start_epoch: int = _range(0, 1000)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    step_size: int = _range(1, 1000)
+    gamma: float = _range(0, 1, low_open=True)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    p: float = _range(0, 1)
+    hflip_p: float = _range(0, 1)
+    rotation_deg: float = _range(0, 180)
+    brightness: float = _range(0, 1)
+    contrast: float = _range(0, 1)
+    saturation: float = _range(0, 1)
+    hue: float = _range(0, 0.5)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str  # simple_cnn, mobilenet (the study's own networks) or a torchvision classifier
+    weights: str  # none | a torchvision weights name | a path to a state_dict file
+    lr: float = _range(0, 1, low_open=True)
+    weight_decay: float = _range(0, 1)
+    imbalance: str
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    models: tuple[str, ...]  # the sections that `dvc repro` trains
+    seed: int = _range(0, MAX_SEED)
+    device: str
+    deterministic: bool
+    amp: bool
+    cuda_graph: bool
+    compile_augmentation: bool
+    batch_size: int = _range(1, 4096)
+    max_epochs: int = _range(1, 1000)
+    early_stopping: EarlyStoppingConfig
+    scheduler: SchedulerConfig
+    augment: AugmentConfig
+    model_configs: dict[str, ModelConfig]  # every other key of train: one section per model name
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int = _range(1, 4096)
+    bootstrap_resamples: int = _range(1000, 1_000_000)
+    bootstrap_seed: int = _range(0, MAX_SEED)
+    calibration_bins: int = _range(1, 100)
+
+
+@dataclass(frozen=True)
+class RepeatConfig:
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CrossvalConfig:
+    models: tuple[str, ...]
+    folds: tuple[int, ...]  # test folds of the grouped split to run
+    seeds: tuple[int, ...]  # training seeds per fold
+
+
+@dataclass(frozen=True)
+class Params:
+    download: DownloadConfig
+    backbone: BackboneConfig
+    preprocess: PreprocessConfig
+    audit: AuditConfig
+    split: SplitConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    repeat: RepeatConfig
+    crossval: CrossvalConfig

@@ -1,0 +1,1 @@
+"""Files and the terminal: crash-safe writes, progress, HTTP fetching, archives and image decoding."""

@@ -1,0 +1,1 @@
+"""The networks, their weights, running them over images, and where they look (Grad-CAM)."""

@@ -1,0 +1,1 @@
+"""Figures, contact sheets and markdown tables, shared by the reports."""
