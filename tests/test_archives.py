@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import bcmodels.data.busi as download
 from bcmodels.config.schema import DownloadConfig
+from bcmodels.data import busi as installer
 from bcmodels.data.busi import DATASET_DIR, install_dataset
 from bcmodels.errors import DataError
 from tests.conftest import project_params
@@ -376,18 +376,18 @@ def test_a_machine_failure_says_what_it_is_not_that_the_archive_is_damaged(busi,
     if cause == "disk full":
         real_open = open
         fake_open = lambda p, mode="r": _FullDisk() if mode == "wb" else real_open(p, mode)  # noqa: E731
-        monkeypatch.setattr(download, "open", fake_open, raising=False)  # the builtin, as download.py sees it
+        monkeypatch.setattr(installer, "open", fake_open, raising=False)  # the builtin, as busi.py sees it
         source = busi["zip"]
         expected = f"installing into {target} failed at member {FIRST_IMAGE!r}: the disk is full; free some space"
     elif cause == "permission":
-        real = download._open_regular  # root reads a chmod 000 file anyway: refuse it as the kernel would
+        real = installer.open_regular  # root reads a chmod 000 file anyway: refuse it as the kernel would
 
         def refuse(path):
             if path == locked:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
             return real(path)
 
-        monkeypatch.setattr(download, "_open_regular", refuse)
+        monkeypatch.setattr(installer, "open_regular", refuse)
         source = busi["tree"]
         expected = (
             f"installing into {target} failed at file {FIRST_IMAGE!r}: {locked}: permission denied; check the "

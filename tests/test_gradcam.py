@@ -15,7 +15,7 @@ from bcmodels.formats.checkpoint import Checkpoint, save_checkpoint
 from bcmodels.models.gradcam import colorize, explain, heatmap_figure, target_layer
 from bcmodels.models.inference import IMAGENET_MEAN, IMAGENET_STD
 from bcmodels.models.registry import build_model
-from bcmodels.predict.command import load_models
+from bcmodels.predict.classify import load_models
 from bcmodels.runtime import seed_everything
 from bcmodels.training.fit import fit
 from tests.conftest import project_params

@@ -79,6 +79,16 @@ def test_sixteen_bit_grey_is_scaled_by_the_full_range(tmp_path):
     assert (out[..., 0] == out[..., 1]).all() and (out[..., 0] == out[..., 2]).all()
 
 
+def test_sixteen_bit_greys_transparency_key_is_composited_on_black(tmp_path):
+    values = np.array([[0, 1000, 65535], [1000, 25700, 1001], [40000, 1000, 999]], dtype=np.uint16)
+    Image.fromarray(_big(values)).save(tmp_path / "keyed.png", transparency=1000)  # a tRNS chunk: grey 1000
+    data = (tmp_path / "keyed.png").read_bytes()
+    assert data[24:26] == bytes([16, 0]) and b"tRNS" in data  # IHDR: bit depth 16, colour type 0 (grey)
+    out = _small(_load(tmp_path / "keyed.png", 12))
+    assert out[..., 0].tolist() == [[0, 0, 255], [0, 100, 4], [156, 0, 4]]  # 1000 alone is black; 999, 1001: 4
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 0] == out[..., 2]).all()
+
+
 @pytest.mark.parametrize("dtype, mode", [(np.int32, "I"), (np.float32, "F")])
 def test_32_bit_images_are_refused(tmp_path, dtype, mode):
     path = tmp_path / "benign (9).png"
@@ -138,6 +148,48 @@ def test_file_that_is_no_image_is_refused(tmp_path, content):
     message = re.escape(f"{path}: cannot decode image (") + ".*Restore the verified original"
     with pytest.raises(DataError, match=message):
         _load(path, 8)
+
+
+def test_a_missing_file_says_to_run_the_stage_that_installs_it(tmp_path):
+    path = tmp_path / "Dataset_BUSI_with_GT" / "benign" / "benign (5).png"
+    message = f"{path}: not found. Restore the verified original with `dvc repro download` (the stage that installs"
+    with pytest.raises(DataError, match=re.escape(message)):
+        _load(path, 8)
+
+
+def _png_with_stored_data(path: Path) -> tuple[bytearray, int, int]:
+    """A PNG whose image data is one stored (uncompressed) deflate block: its bytes, where its IDAT chunk's
+    data starts, and that data's length."""
+    Image.fromarray(np.arange(16 * 16, dtype=np.uint8).reshape(16, 16), "L").save(path, compress_level=0)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"IDAT") + 4
+    (length,) = struct.unpack(">I", data[start - 8 : start - 4])
+    return data, start, length
+
+
+def test_a_png_whose_image_data_fails_its_crc_is_refused(tmp_path):
+    """One bit of the image data changed, the CRC kept: the bit that marks the deflate block as the last one.
+    The data still inflates to the right pixels, so only the CRC tells of the damage."""
+    path = tmp_path / "benign (6).png"
+    data, start, _ = _png_with_stored_data(path)
+    assert data[start + 2] == 0b001  # after the 2-byte zlib header: last block, stored
+    data[start + 2] ^= 0b001
+    path.write_bytes(bytes(data))
+    message = re.escape(f"{path}: cannot decode image (broken PNG file (") + ".*IDAT.*Restore the verified original"
+    with pytest.raises(DataError, match=message):
+        _load(path, 16)
+
+
+def test_a_png_whose_crc_itself_is_damaged_is_refused(tmp_path):
+    path = tmp_path / "benign (7).png"
+    data, start, length = _png_with_stored_data(path)
+    data[start + length] ^= 0xFF  # the first byte of the IDAT chunk's CRC
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=re.escape(f"{path}: cannot decode image (broken PNG file (") + ".*IDAT"):
+        _load(path, 16)
+    data[start + length] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert _load(path, 16).shape == (16, 16, 3)  # the undamaged file reads
 
 
 def _png_claiming(path: Path, width: int, height: int) -> Path:

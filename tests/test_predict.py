@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import struct
@@ -17,12 +18,15 @@ import torch
 from PIL import Image
 
 from bcmodels.config.schema import CLASSES
-from bcmodels.errors import ConfigError, run_stage
+from bcmodels.errors import ConfigError, DataError, run_stage
 from bcmodels.formats.checkpoint import load_checkpoint
 from bcmodels.io.images import decode, to_square
 from bcmodels.models.inference import predict_logits
+from bcmodels.predict import classify, inputs
 from bcmodels.predict import command as predict
 from tests.conftest import PROJECT_ROOT
+from tests.test_archives import _patch_zip, _snapshot
+from tests.test_download import _no_hang
 from tests.test_gradcam import one_thread, save_tiny, train_tiny  # noqa: F401  (one_thread: autouse fixture)
 
 
@@ -130,10 +134,15 @@ def _inputs(root: Path) -> tuple[list[str], dict[str, str], set[str]]:
     return ["images", "more.zip", "nowhere"], bad, good
 
 
-def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "bcmodels.predict", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "bcmodels.predict", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -235,11 +244,11 @@ def test_decoding_threads_do_not_change_the_results(tmp_path, checkpoints):
     folder.mkdir()
     for i in range(12):
         _rgb(30 + 3 * i, 40, seed=i).save(folder / f"{i:02d}.png")
-    models = predict.load_models(["simple"], [], checkpoints=checkpoints, device=torch.device("cpu"))
+    models = classify.load_models(["simple"], [], checkpoints=checkpoints, device=torch.device("cpu"))
     with ExitStack() as stack:
-        sources = predict.collect_sources([folder], stack)
-        one = predict.predict_sources(sources, models, device=torch.device("cpu"), batch_size=5, workers=1)
-        two = predict.predict_sources(sources, models, device=torch.device("cpu"), batch_size=4, workers=3)
+        sources = inputs.collect_sources([folder], stack)
+        one = classify.predict_sources(sources, models, device=torch.device("cpu"), batch_size=5, workers=1)
+        two = classify.predict_sources(sources, models, device=torch.device("cpu"), batch_size=4, workers=3)
     assert len(one) == 12
     for a, b in zip(one, two):
         np.testing.assert_allclose(a.probs["simple"], b.probs["simple"], atol=1e-6)
@@ -250,17 +259,17 @@ def test_zip_limits_refuse_a_member_or_the_whole_zip(tmp_path, monkeypatch):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("small.png", _png_bytes(_rgb(20, 20)))
         zf.writestr("large.png", _png_bytes(_rgb(200, 200)))
-    monkeypatch.setattr(predict, "MAX_MEMBER_BYTES", 10_000)
+    monkeypatch.setattr(inputs, "MAX_MEMBER_BYTES", 10_000)
     with ExitStack() as stack:
-        sources = {s.name: s for s in predict.collect_sources([archive], stack)}
+        sources = {s.name: s for s in inputs.collect_sources([archive], stack)}
         assert sources[f"{archive}:small.png"].read().size == (20, 20)
         assert "MAX_MEMBER_BYTES" in sources[f"{archive}:large.png"].error
-        monkeypatch.setattr(predict, "MAX_ZIP_MEMBERS", 1)
-        (whole,) = predict.collect_sources([archive], stack)
-        assert whole.name == str(archive) and "MAX_ZIP_MEMBERS" in whole.error
+        monkeypatch.setattr(inputs, "MAX_ZIP_MEMBERS", 1)
+        (whole,) = inputs.collect_sources([archive], stack)
+        assert whole.name == str(archive) and "MAX_ZIP_MEMBERS (1)" in whole.error
     (tmp_path / "fake.zip").write_text("not a zip")
     with ExitStack() as stack:
-        (fake,) = predict.collect_sources([tmp_path / "fake.zip"], stack)
+        (fake,) = inputs.collect_sources([tmp_path / "fake.zip"], stack)
     assert "not a readable zip" in fake.error
 
 
@@ -281,3 +290,110 @@ def test_usage_and_model_lists(capsys):
         assert option in usage
     args = predict.parse_args(["x.png", "--model", "a,b", "--model", "c"])
     assert predict._names(args.model) == ["a", "b", "c"] and args.out == Path("predictions")
+
+
+def test_zip_members_pass_the_download_stages_rules(tmp_path):
+    """One home for the rules (bcmodels.io.archives): a link, a device and an encrypted member are refused by
+    name, as the download stage refuses them, and the other members are still read."""
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("good.png", _png_bytes(_rgb(20, 20)))
+        zf.writestr("locked.png", _png_bytes(_rgb(20, 20, seed=1)))
+        for name, mode in (("link.png", 0o120777), ("pipe.png", 0o010644)):  # S_IFLNK, S_IFIFO
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            zf.writestr(info, b"x")
+    _patch_zip(archive, "locked.png", flag=0x1)
+    with ExitStack() as stack:
+        sources = {s.name.removeprefix(f"{archive}:"): s for s in inputs.collect_sources([archive], stack)}
+        assert sources["good.png"].read().size == (20, 20)
+    assert sources["link.png"].error == "refused: the member is a symbolic link"
+    assert sources["pipe.png"].error == "refused: the member is not a regular file (a device or pipe)"
+    assert sources["locked.png"].error == (
+        "refused: the member is encrypted; extract the zip with its password and give the extracted folder instead"
+    )
+
+
+def test_a_fifo_among_the_inputs_is_an_error_of_its_own_not_a_hang(tmp_path, checkpoints):
+    """Opening a named pipe waits for a writer for ever: one in a folder, or named on the command line, is
+    refused unopened, and every other input is still classified."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _rgb(40, 40).save(folder / "a.png")
+    os.mkfifo(folder / "b.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    result = _cli(["images", "pipe.png", "--checkpoints", str(checkpoints), "--model", "simple"], tmp_path, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: pipe.png: a named pipe (FIFO), neither a file nor a folder; give image files, folders or zips",
+        "error: images/b.png: a named pipe (FIFO), not a regular file; refused",
+    ]
+    rows = {r["file"]: r for r in _read_csv(tmp_path / "predictions" / "predictions.csv")}
+    assert list(rows) == ["images/a.png", "images/b.png", "pipe.png"]
+    assert rows["images/a.png"]["error"] == "" and rows["images/a.png"]["simple/predicted"] in CLASSES
+    assert rows["images/b.png"]["simple/predicted"] == "" and "named pipe" in rows["images/b.png"]["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "pipe.png", "predictions"]  # no temporaries
+
+
+def test_a_fifo_swapped_in_after_the_listing_does_not_block_the_decoder(tmp_path):
+    fifo = tmp_path / "late.png"
+    os.mkfifo(fifo)
+    with _no_hang(), pytest.raises(DataError, match=f"{fifo}: a named pipe \\(FIFO\\), not a regular file"):
+        inputs.read_file(fifo)
+
+
+@pytest.mark.parametrize("target", ["folder", "file", "nothing"])
+def test_an_out_that_is_a_symbolic_link_is_refused_and_nothing_is_left(tmp_path, checkpoints, capsys, target):
+    """predict replaces --out as a whole: through a link it would replace the link (leaving its target stale)
+    or fail half-way, so a link, dangling or not, is refused before anything is written."""
+    _rgb(40, 40).save(tmp_path / "a.png")
+    pointed = tmp_path / "elsewhere"
+    if target == "folder":
+        pointed.mkdir()
+        (pointed / "predictions.csv").write_text("an earlier run\n")  # a folder predict may replace, if it were one
+    elif target == "file":
+        pointed.write_text("precious\n")
+    out = tmp_path / "out"
+    out.symlink_to(pointed)
+    before = _snapshot(tmp_path)
+    argv = [str(tmp_path / "a.png"), "--checkpoint", str(checkpoints / "simple.pt"), "--out", str(out)]
+    err = _fails_with_one_line(capsys, argv)
+    assert err == (
+        f"error: --out {out}: a symbolic link; predict replaces its folder as a whole, so name a real folder (a new "
+        "one, or one of its earlier runs)"
+    )
+    assert _snapshot(tmp_path) == before and out.is_symlink()  # no .old or .tmp folder, the link untouched
+    if target == "folder":
+        assert sorted(pointed.iterdir()) == [pointed / "predictions.csv"]
+        assert (pointed / "predictions.csv").read_text() == "an earlier run\n"
+    elif target == "file":
+        assert pointed.read_text() == "precious\n"
+
+
+def test_a_folder_that_cannot_be_listed_is_an_input_that_failed(tmp_path, monkeypatch):
+    folder = tmp_path / "images"
+    (folder / "locked").mkdir(parents=True)
+    _rgb(40, 40).save(folder / "a.png")
+    _rgb(40, 40).save(folder / "locked" / "b.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as listing a chmod 000 folder fails for a user (root lists it anyway)
+        if Path(path) == folder / "locked":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with ExitStack() as stack:
+        sources = inputs.collect_sources([folder], stack)
+    assert [(s.name, s.error) for s in sources] == [
+        (str(folder / "a.png"), None),
+        (str(folder / "locked"), "cannot list this folder: permission denied; check the owner and mode of that path"),
+    ]  # not silently skipped, as os.walk would
+
+
+def test_an_out_below_a_file_is_refused_before_anything_is_written(tmp_path, checkpoints):
+    _rgb(40, 40).save(tmp_path / "a.png")
+    with pytest.raises(ConfigError, match=f"--out {tmp_path}/a.png/out: {tmp_path}/a.png is not a folder"):
+        predict.run([tmp_path / "a.png"], files=[checkpoints / "simple.pt"], out=tmp_path / "a.png" / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]

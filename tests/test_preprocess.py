@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from PIL import Image
 import bcmodels.formats.store
 from bcmodels.data.busi import DATASET_DIR, install_dataset
 from bcmodels.data.preprocess import preprocess
-from bcmodels.errors import DataError
+from bcmodels.errors import DataError, run_stage
 from bcmodels.formats.manifest import read_manifest
 from bcmodels.formats.store import IMAGES_FILE, INDEX_FILE, read_images, read_index
 from bcmodels.io.images import to_square
@@ -98,6 +100,30 @@ def test_a_full_disk_while_writing_leaves_neither_file_half_new(busi, tmp_path, 
     monkeypatch.setattr(bcmodels.formats.store, "write_csv", disk_full)  # images.npy is written, index.csv fails
     with pytest.raises(OSError, match="No space left"):
         preprocess(busi["tree"] / DATASET_DIR, busi["entries"][:3], dataclasses.replace(one, image_size=24), out)
+    assert _contents(out) == before
+    assert [p.name for p in out.parent.iterdir()] == ["processed"]
+
+
+def test_a_disk_that_fills_during_the_array_write_ends_in_one_line_naming_the_store(
+    busi, tmp_path, monkeypatch, capsys
+):
+    """numpy reports the short write of a full disk as an OSError without errno (measured on a 2 MB tmpfs)."""
+    one = dataclasses.replace(SMALL, workers=1)
+    out = tmp_path / "out" / "processed"
+    preprocess(busi["tree"] / DATASET_DIR, busi["entries"][:3], one, out)
+    before = _contents(out)
+
+    def fills_the_disk(f, array, *args, **kwargs):
+        f.write(array.tobytes()[:100])
+        raise OSError(f"{array.nbytes} requested and 100 written")
+
+    monkeypatch.setattr(bcmodels.formats.store.np, "save", fills_the_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=0))
+    bigger = dataclasses.replace(one, image_size=24)
+    with pytest.raises(SystemExit) as exited:
+        run_stage(lambda: preprocess(busi["tree"] / DATASET_DIR, busi["entries"][:3], bigger, out))
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == f"error: {out}: the disk is full; free some space and run again\n"
     assert _contents(out) == before
     assert [p.name for p in out.parent.iterdir()] == ["processed"]
 

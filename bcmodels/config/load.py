@@ -34,10 +34,14 @@ from bcmodels.errors import ConfigError, clip, short
 MAX_PARAMS_BYTES = 1_000_000
 
 
+def _bound(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"  # a seed's 4294967295, not 4.29497e+09
+
+
 def _check_range(value: float, bounds: tuple[float, float, bool], key: str) -> None:
     low, high, low_open = bounds
     if not (low < value <= high if low_open else low <= value <= high):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        interval = f"{'(' if low_open else '['}{_bound(low)}, {_bound(high)}]"
         raise ConfigError(f"{key}: must be in {interval}, got {short(value)}")
 
 

