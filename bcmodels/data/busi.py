@@ -4,8 +4,8 @@ Three steps, each guarding the next: fetch (bcmodels.io.fetch: mirrors, retries,
 cap, the sha256 checked before use), install (every member of the source checked by bcmodels.io.archives'
 rules before anything is written, then exactly the manifest's images copied into a folder that replaces the
 target only when complete) and verify (every image of the manifest there with its sha256). What is refused,
-the limits, and the order in which a source's type is read from its content are the README's "Input
-handling"; the code follows it rule for rule.
+the limits, and the order in which a source's type is read from its content are in docs/input-handling.md;
+the code follows it rule for rule.
 """
 
 from __future__ import annotations

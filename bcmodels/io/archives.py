@@ -4,7 +4,7 @@ every member and every listing must pass before anything is read from them.
 One home for these rules: the download stage refuses a whole source on the first refusal, predict refuses a
 zip member (or the whole zip) and goes on with the rest. The caller passes in its limits, named as the user
 can change them (a setting or a constant), and says what to do about a refusal in its own words. The rules,
-the limits and the order in which a file's type is read from its content are the README's "Input handling".
+the limits and the order in which a file's type is read from its content are in docs/input-handling.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 cap, and the sha256 checked before the file appears under its name.
 
 Nothing here knows what is downloaded: the caller names it (what), the settings its messages cite (FetchKeys)
-and how to do without the network (offline_hint). The README's "Input handling" states the behaviour.
+and how to do without the network (offline_hint). docs/input-handling.md states the behaviour.
 """
 
 from __future__ import annotations
