@@ -1,11 +1,12 @@
 # Entry points for a fresh clone: `make study` (environment + the whole study), `make test` (environment,
-# lint, the test suite). The environment is built once, again only when requirements.txt changes.
+# lint, the test suite; what CI runs), `make test-fast` (the same without the tests marked slow: the quick
+# loop while editing). The environment is built once, again only when requirements.txt changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: env study test lint predict plots-template
+.PHONY: env study test test-fast lint predict plots-template
 
 env: $(VENV)/.installed
 
@@ -27,6 +28,11 @@ lint: env
 
 test: lint
 	$(BIN)/python -m pytest
+
+# pytest.mark.slow (pyproject.toml): whole `dvc repro` runs, the real archive, torch.compile, training runs
+# and subprocesses of more than about 2 s. The rest runs in about a minute on two cores.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
 
 # Classify the study split's test images with the main run's checkpoints (data/checkpoints, from `make study`)
 # and draw where each model looked: predictions/predictions.csv and predictions/gradcam/contact_sheet.png.

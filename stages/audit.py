@@ -25,6 +25,7 @@ def main() -> None:
         args.out / "audit.json",
         args.sheets / "label_conflicts.png",
         args.sheets / "detector_disagreements.png",
+        args.sheets / "linked_by_eye.png",
     )
     start = time.perf_counter()
     # A worker process costs about a second to start: one per 100 images, at most one per core.
@@ -32,9 +33,9 @@ def main() -> None:
     pairs, near, conflicts = summary["pairs"], summary["near_duplicates"], summary["label_conflicts"]
     print(
         f"audit of {len(entries)} images in {time.perf_counter() - start:.1f}s: pairs by phash only "
-        f"{pairs['phash_only']}, deep features only {pairs['features_only']}, both {pairs['both']}, exact "
-        f"{pairs['exact']}; {near['groups']} groups of copies ({near['images']} images, largest {near['largest']}); "
-        f"{conflicts['groups']} label-conflict groups ({conflicts['images']} images)"
+        f"{pairs['phash_only']}, deep features only {pairs['features_only']}, both {pairs['both']}, by eye "
+        f"{pairs['by_eye']}, exact {pairs['exact']}; {near['groups']} groups of copies ({near['images']} images, "
+        f"largest {near['largest']}); {conflicts['groups']} label-conflict groups ({conflicts['images']} images)"
     )
     for group in summary["label_conflict_groups"]:
         print("  conflict: " + ", ".join(f"{f} ({label})" for f, label in group["members"].items()))

@@ -1,4 +1,4 @@
-"""Stage download: the BUSI images into --out, verified against the manifest.
+"""Stage download: the BUSI images and their lesion masks into --out, verified against the manifest.
 
 Set BUSI_SOURCE to a local zip, tar or extracted folder to skip the network.
 """
@@ -17,10 +17,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the Dataset_BUSI_with_GT folder to (re)place")
     args = parser.parse_args()
     params = load_params()
-    manifest = read_manifest(params.download.manifest)
+    manifest = read_manifest(params.download.manifest, kinds=("image", "mask"))
     source = resolve_source(params.download)
-    count = install_dataset(source, args.out, manifest, params.download)
-    print(f"{args.out}: {count} images from {source}, all matching the manifest")
+    install_dataset(source, args.out, manifest, params.download)
+    images = sum(1 for e in manifest if e.kind == "image")
+    print(f"{args.out}: {images} images and {len(manifest) - images} masks from {source}, all matching the manifest")
 
 
 if __name__ == "__main__":

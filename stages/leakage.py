@@ -1,4 +1,5 @@
-"""Stage leakage: the audit's counts and how many validation and test images have a near-copy in train."""
+"""Stage leakage: the audit's counts, how many validation and test images have a near-copy in train, and how many
+images carry marks."""
 
 import argparse
 from pathlib import Path
@@ -9,7 +10,9 @@ from bcmodels.errors import run_stage
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--audit", type=Path, required=True, help="the audit's folder (groups.csv, audit.json)")
+    parser.add_argument(
+        "--audit", type=Path, required=True, help="the audit's folder (groups.csv, audit.json, overlays.csv)"
+    )
     parser.add_argument("--split", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the metrics JSON to write")
     args = parser.parse_args()

@@ -1,4 +1,5 @@
-"""Stage preprocess: every image of the manifest to image_size x image_size RGB in the image store at --out."""
+"""Stage preprocess: every image of the manifest to image_size x image_size RGB in the image store at --out, and
+its lesion masks, aligned with it, in the mask store at --masks."""
 
 import argparse
 import time
@@ -14,10 +15,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--raw", type=Path, required=True, help="the verified Dataset_BUSI_with_GT folder")
     parser.add_argument("--out", type=Path, required=True, help="the image store folder to (re)place")
+    parser.add_argument("--masks", type=Path, required=True, help="the mask store folder to (re)place")
     args = parser.parse_args()
     params = load_params()
     start = time.perf_counter()
-    array = preprocess(args.raw, read_manifest(params.download.manifest), params.preprocess, args.out)
+    entries = read_manifest(params.download.manifest, kinds=("image", "mask"))
+    array = preprocess(args.raw, entries, params.preprocess, args.out, args.masks)
     print(f"{args.out}: {array.shape} uint8 in {time.perf_counter() - start:.1f}s")
 
 

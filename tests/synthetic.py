@@ -23,10 +23,11 @@ def make_busi_tree(root: Path, counts: dict[str, int] = DEFAULT_COUNTS, seed: in
 
     Images are RGB of varying size (portrait and landscape), grey in all three channels like most of
     BUSI, with a per-class brightness so that a model can learn something. The first image of each
-    class also gets _mask_1.png, like BUSI's multi-lesion images. Returns the manifest, sorted by file.
+    class also gets _mask_1.png, like BUSI's multi-lesion images. Returns the manifest: the images sorted by
+    file, then the masks sorted by file (as data/busi_manifest.tsv lists them).
     """
     rng = np.random.default_rng(seed)
-    entries = []
+    entries, masks = [], []
     for k, (label, n) in enumerate(counts.items()):
         folder = root / DATASET_DIR / label
         folder.mkdir(parents=True, exist_ok=True)
@@ -36,12 +37,16 @@ def make_busi_tree(root: Path, counts: dict[str, int] = DEFAULT_COUNTS, seed: in
             path = folder / f"{label} ({i}).png"
             Image.fromarray(np.stack([grey] * 3, axis=-1), "RGB").save(path)
             mask = Image.fromarray((rng.random((h, w)) > 0.7).astype(np.uint8) * 255, "L").convert("1")
-            mask.save(folder / f"{label} ({i})_mask.png")
-            if i == 1:
-                mask.save(folder / f"{label} ({i})_mask_1.png")
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            entries.append(ManifestEntry(f"{label}/{path.name}", label, digest))
-    return sorted(entries, key=lambda e: e.file)
+            for suffix in ("_mask", "_mask_1") if i == 1 else ("_mask",):
+                mask_path = folder / f"{label} ({i}){suffix}.png"
+                mask.save(mask_path)
+                masks.append(ManifestEntry(f"{label}/{mask_path.name}", label, _sha256(mask_path), "mask"))
+            entries.append(ManifestEntry(f"{label}/{path.name}", label, _sha256(path)))
+    return sorted(entries, key=lambda e: e.file) + sorted(masks, key=lambda e: e.file)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def relative_files(folder: Path) -> set[str]:

@@ -37,7 +37,8 @@ def _snapshot(root: Path) -> list[str]:
     return sorted(os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files)
 
 
-def _images(busi) -> set[str]:
+def _files(busi) -> set[str]:
+    """The manifest's files: the images and their masks."""
     return {e.file for e in busi["entries"]}
 
 
@@ -49,7 +50,7 @@ def test_tar_installs_like_the_zip(busi, tmp_path, name, mode, prefix):
     archive = tar_tree(busi["tree"], tmp_path / name, prefix=prefix, mode=mode)
     target = tmp_path / "out" / DATASET_DIR
     count = install_dataset(archive, target, busi["entries"], config())
-    assert relative_files(target) == _images(busi) and count == 30
+    assert relative_files(target) == _files(busi) and count == len(busi["entries"]) == 63
     assert sorted(p.name for p in target.parent.iterdir()) == [DATASET_DIR]  # no temporary folder left
 
 
@@ -59,7 +60,7 @@ def test_only_the_manifest_images_are_installed(busi, tmp_path):
         zf.writestr(f"{DATASET_DIR}/benign/benign (99).png", b"an image the manifest does not list")
     target = tmp_path / "out" / DATASET_DIR
     install_dataset(archive, target, busi["entries"], config())
-    assert relative_files(target) == _images(busi)  # not the masks, not benign (99)
+    assert relative_files(target) == _files(busi)  # not benign (99), which the manifest does not list
 
 
 def test_layout_two_levels_down_is_not_searched(busi, tmp_path):
@@ -91,7 +92,7 @@ def test_one_copy_packed_twice_has_one_root(busi, tmp_path, source):
         shutil.copytree(busi["tree"], path)
     target = tmp_path / "out" / DATASET_DIR
     install_dataset(path, target, busi["entries"], config())
-    assert relative_files(target) == _images(busi)
+    assert relative_files(target) == _files(busi)
 
 
 def test_macos_copies_and_non_images_are_skipped(busi, tmp_path):
@@ -103,7 +104,7 @@ def test_macos_copies_and_non_images_are_skipped(busi, tmp_path):
         zf.writestr(f"{DATASET_DIR}/Thumbs.db", b"not an image")
     target = tmp_path / "out" / DATASET_DIR
     install_dataset(archive, target, busi["entries"], config())
-    assert relative_files(target) == _images(busi)
+    assert relative_files(target) == _files(busi)
 
 
 # --- hostile members: each is refused before anything is written --------------------------------------------
@@ -433,7 +434,7 @@ def test_links_beside_the_data_set_folder_are_not_its_business(busi, tmp_path):
     (busi["tree"] / "a_link").symlink_to(tmp_path)
     target = tmp_path / "out" / DATASET_DIR
     install_dataset(busi["tree"], target, busi["entries"], config())
-    assert relative_files(target) == _images(busi)
+    assert relative_files(target) == _files(busi)
 
 
 def test_unreadable_class_folder_is_an_error_not_a_gap(busi, tmp_path, monkeypatch):

@@ -24,11 +24,14 @@ from bcmodels.audit.duplicates import (
     summarize,
 )
 from bcmodels.audit.leakage import leakage, write_data_metrics
+from bcmodels.config.schema import EyeLink
 from bcmodels.data.busi import DATASET_DIR
 from bcmodels.data.partition import make_split, write_split_file
 from bcmodels.errors import DataError
 from bcmodels.formats.groups import GroupRow, read_groups, read_pairs, write_groups
 from bcmodels.formats.manifest import ManifestEntry, read_manifest, write_manifest
+from bcmodels.formats.overlays import OverlayRow, write_overlays
+from bcmodels.formats.split import read_split
 from bcmodels.io.images import to_square
 from tests.conftest import (
     PROJECT_ROOT,
@@ -62,7 +65,7 @@ def phash_only(weights: Path, threshold: int = THRESHOLD, report=(0, 4)):
     identical frames (a similarity of 1), so that these tests see the perceptual hash alone."""
     phash = dataclasses.replace(AUDIT.phash, threshold=threshold, report_thresholds=report)
     features = dataclasses.replace(AUDIT.features, weights=str(weights), image_size=64, threshold=1.0)
-    return dataclasses.replace(AUDIT, phash=phash, features=features)
+    return dataclasses.replace(AUDIT, phash=phash, features=features, linked_by_eye=())
 
 
 def _frame(seed: int, w: int = 320, h: int = 240) -> Image.Image:
@@ -196,6 +199,33 @@ def test_copies_under_two_classes_are_a_label_conflict(audited, random_backbone)
     assert {p.found_by for p in pairs} <= {"phash", "exact", "both"}
 
 
+def test_pairs_linked_by_eye_merge_their_groups_and_are_named_so(copies, random_backbone):
+    config = phash_only(random_backbone)
+    plain = audit_images(copies["raw"], copies["files"], copies["labels"], config)
+    loners = [f for f, g in zip(plain.files, plain.group) if plain.group.count(g) == 1]
+    a, b = loners[:2]
+    assert plain.group[plain.files.index(a)] != plain.group[plain.files.index(b)]
+    linked = dataclasses.replace(config, linked_by_eye=(EyeLink(a, b, "one lesion"),))
+    audit = audit_images(copies["raw"], copies["files"], copies["labels"], linked)
+    assert audit.group[audit.files.index(a)] == audit.group[audit.files.index(b)]
+    untouched = [f for f in plain.files if f not in (a, b)]
+    assert len({audit.group[audit.files.index(f)] for f in untouched}) == len(
+        {plain.group[plain.files.index(f)] for f in untouched}
+    )
+    eye = [p for p in linked_pairs(audit, linked) if p.found_by == "eye"]
+    assert [(p.file_a, p.file_b) for p in eye] in ([(a, b)], [(b, a)])
+    rows = group_rows(audit)
+    assert summarize(audit, rows, linked_pairs(audit, linked), linked)["pairs"]["by_eye"] == 1
+
+
+def test_a_pair_linked_by_eye_must_name_images_of_the_manifest(copies, random_backbone):
+    config = dataclasses.replace(
+        phash_only(random_backbone), linked_by_eye=(EyeLink(copies["files"][0], "benign/nowhere (1).png", "?"),)
+    )
+    with pytest.raises(DataError, match=r"audit\.linked_by_eye\[0\]\.b: 'benign/nowhere \(1\)\.png' is not an image"):
+        audit_images(copies["raw"], copies["files"], copies["labels"], config)
+
+
 def test_an_undecodable_image_is_named(copies, random_backbone):
     (copies["raw"] / "normal/normal (2).png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"normal \(2\)\.png: cannot decode image"):
@@ -259,11 +289,13 @@ def test_audit_split_and_leakage_on_synthetic_copies(copies, tmp_path, random_ba
         audit_dir / "audit.json",
         sheets / "conflicts.png",
         sheets / "disagreements.png",
+        sheets / "by_eye.png",
     )
     config = phash_only(random_backbone)
     summary = run_audit(copies["raw"], read_manifest(manifest), config, out, workers=1)
     assert summary["label_conflicts"] == {"groups": 1, "images": len(FAMILY)}
-    assert all(path.is_file() for path in (out.groups, out.pairs, out.conflicts_sheet, out.disagreements_sheet))
+    sheets_made = (out.conflicts_sheet, out.disagreements_sheet, out.eye_sheet)
+    assert all(path.is_file() for path in (out.groups, out.pairs, *sheets_made))
     assert len(read_pairs(out.pairs)) == summary["pairs"]["total"]
     params = project_params()
     grouped = dataclasses.replace(params.split, strategy="grouped", folds=3, fold=0)
@@ -273,9 +305,28 @@ def test_audit_split_and_leakage_on_synthetic_copies(copies, tmp_path, random_ba
     line = write_split_file(params, out.groups, tmp_path / "split.csv")
     assert f"{len(FAMILY)} images of label-conflict groups excluded" in line and "(fold 0 of 3)" in line
     assert "(fold 1 of 3)" in write_split_file(params, out.groups, tmp_path / "seed4.csv", seed=4)  # 4 mod 3
+    marked = {f for f in copies["files"] if f.startswith("malignant/")}  # text on every malignant image
+    write_overlays(audit_dir / "overlays.csv", {f: _overlay_row(f, text=f in marked) for f in copies["files"]})
     metrics = write_data_metrics(audit_dir, tmp_path / "split.csv", tmp_path / "data.json")
     assert metrics["split"]["excluded"] == len(FAMILY) and metrics["label_conflicts"]["groups"] == 1
     assert metrics["test_near_copy_in_train_or_val"]["total"] == 0
+    split = read_split(tmp_path / "split.csv")
+    malignant = [f for f in copies["files"] if f.startswith("malignant/")]
+    assert metrics["marks"]["all"]["text"] == {
+        "benign": 0,
+        "malignant": len(malignant),
+        "normal": 0,
+        "total": len(malignant),
+    }
+    tested = sum(1 for f in malignant if split[f] == "test")
+    assert (
+        metrics["marks"]["test"]["text"]["malignant"] == tested and metrics["marks"]["test"]["calipers"]["total"] == 0
+    )
+
+
+def _overlay_row(file: str, text: bool) -> OverlayRow:
+    label = file.split("/")[0]
+    return OverlayRow(label, False, text, False, False, "unknown", (), ((1, 1, 5, 5),) if text else (), None, None, "")
 
 
 # --- The deep-feature detector, with the real ImageNet backbone ---------------------------------------
@@ -303,9 +354,15 @@ def scans(tmp_path_factory) -> dict:
     return {"raw": raw, "files": files}
 
 
+def _scan_config():
+    """The project's audit settings with the real backbone; no pairs by eye (they name BUSI's files)."""
+    features = dataclasses.replace(AUDIT.features, weights=str(SHARED_WEIGHTS))
+    return dataclasses.replace(AUDIT, features=features, linked_by_eye=())
+
+
 @pytest.fixture(scope="module")
 def scan_audit(scans):
-    config = dataclasses.replace(AUDIT, features=dataclasses.replace(AUDIT.features, weights=str(SHARED_WEIGHTS)))
+    config = _scan_config()
     audit = audit_images(scans["raw"], scans["files"], ["benign"] * len(scans["files"]), config)
     return audit, {f: i for i, f in enumerate(audit.files)}
 
@@ -335,7 +392,7 @@ def test_different_scans_stay_apart_and_each_scan_forms_its_own_group(scan_audit
 @requires_shared_weights
 def test_pairs_only_one_detector_links_are_labelled_and_drawn(scan_audit, scans, tmp_path):
     audit, _ = scan_audit
-    config = dataclasses.replace(AUDIT, features=dataclasses.replace(AUDIT.features, weights=str(SHARED_WEIGHTS)))
+    config = _scan_config()
     pairs = linked_pairs(audit, config)
     only_features = [p for p in pairs if p.found_by == "features"]
     assert only_features and all(p.phash_bits > AUDIT.phash.threshold for p in only_features)
@@ -367,6 +424,7 @@ def _leaked_test_images(rows: dict[str, GroupRow], split: dict[str, str]) -> int
     return sum(1 for f, s in split.items() if s == "test" and rows[f].group in other_sides)
 
 
+@pytest.mark.slow
 @requires_real_zip
 @requires_shared_weights
 def test_real_exact_copy_under_two_classes_is_a_label_conflict(real_audit):
@@ -374,11 +432,27 @@ def test_real_exact_copy_under_two_classes_is_a_label_conflict(real_audit):
     twins = ("benign/benign (433).png", "malignant/malignant (145).png")
     assert rows[twins[0]].exact_group is not None and rows[twins[0]].exact_group == rows[twins[1]].exact_group
     assert rows[twins[0]].conflict and rows[twins[0]].group == rows[twins[1]].group
-    assert {"benign/benign (433).png": "benign", "malignant/malignant (145).png": "malignant"} in [
-        g["members"] for g in summary["label_conflict_groups"]
-    ]
+    # benign 435 is the same lesion without calipers, linked by eye (audit.linked_by_eye)
+    assert {
+        "benign/benign (433).png": "benign",
+        "benign/benign (435).png": "benign",
+        "malignant/malignant (145).png": "malignant",
+    } in [g["members"] for g in summary["label_conflict_groups"]]
 
 
+@pytest.mark.slow
+@requires_real_zip
+@requires_shared_weights
+def test_real_pairs_linked_by_eye_join_their_lesions_groups(real_audit):
+    _, rows, summary = real_audit
+    group = {f: r.group for f, r in rows.items()}
+    frames = [f"malignant/malignant ({k}).png" for k in range(3, 10)]
+    assert len({group[f] for f in frames}) == 1  # malignant 3 with the neighbouring frames 4-9
+    assert group["malignant/malignant (39).png"] == group["malignant/malignant (40).png"]
+    assert summary["pairs"]["by_eye"] == len(AUDIT.linked_by_eye)
+
+
+@pytest.mark.slow
 @requires_real_zip
 @requires_shared_weights
 def test_real_grouped_split_leaks_no_test_image(real_audit):
@@ -391,6 +465,7 @@ def test_real_grouped_split_leaks_no_test_image(real_audit):
         assert leakage(rows, split)["near_copy_in_train"]["val"]["total"] == 0
 
 
+@pytest.mark.slow
 @requires_real_zip
 @requires_shared_weights
 def test_real_study_split_leaks_test_images_and_the_metric_counts_them(real_audit):

@@ -111,6 +111,7 @@ def test_every_image_gets_its_own_draw_and_a_seed_repeats_them():
     assert torch.equal(out, _batched(STUDY, images, seed=5))
 
 
+@pytest.mark.slow
 def test_batched_and_per_sample_pipelines_have_the_same_output_distribution():
     """Summary statistics of 2000 augmentations of one image, ours against torchvision's per-sample loop."""
     n = 2000

@@ -30,6 +30,7 @@ from bcmodels.training.graph_checks import (
 from tests.conftest import project_params
 
 
+@pytest.mark.slow
 def test_bench_measures_the_ceiling_and_a_real_epoch(tmp_path):
     params = project_params()
     # no store at these paths: the random stand-in is used
@@ -108,6 +109,7 @@ def test_the_tables_show_each_mode_in_its_columns():
     assert len(line) == len(AGREEMENT_HEADER.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_graph_modes_are_refused_without_cuda():
     run = subprocess.run(
         [sys.executable, "-m", "bcmodels.bench", "--device", "cpu", "--modes", "eager", "--fit", "graph+compile"],
@@ -118,6 +120,7 @@ def test_graph_modes_are_refused_without_cuda():
     assert "--modes, --fit: graph+compile need a CUDA device" in run.stderr
 
 
+@pytest.mark.slow
 def test_the_compiled_augmentation_is_compared_value_by_value_with_the_op_by_op_one():
     params = project_params()
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, batch_size=4))

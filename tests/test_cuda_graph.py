@@ -102,6 +102,7 @@ def test_the_buffered_step_trains_exactly_as_the_eager_loop(imbalance):
         assert torch.equal(eager_state[key], graph_state[key]), key
 
 
+@pytest.mark.slow
 def test_the_compiled_augmentation_gives_the_same_batches_and_training():
     # torch.compile on the CPU (inductor's C++ kernels) of what a CUDA graph captures with
     # train.compile_augmentation; on CUDA the same graph becomes Triton kernels (checked by bash .ci/gpu_check).

@@ -24,7 +24,7 @@ from bcmodels.config.schema import DownloadConfig
 from bcmodels.data import busi as installer
 from bcmodels.data.busi import DATASET_DIR, DOWNLOAD_PATH, SOURCE_ENV, install_dataset, resolve_source, verify
 from bcmodels.errors import DataError
-from bcmodels.formats.manifest import read_manifest, write_manifest
+from bcmodels.formats.manifest import masks_by_image, read_manifest, write_manifest
 from bcmodels.io.fetch import FetchKeys, fetch
 from bcmodels.io.files import recover
 from tests.conftest import PROJECT_ROOT, REAL_ZIP, project_params, requires_real_zip
@@ -52,11 +52,12 @@ def config(**changes) -> DownloadConfig:
     return dataclasses.replace(project_params().download, **changes)
 
 
-def test_install_from_zip_copies_exactly_the_manifest_images_verified(busi, tmp_path):
+def test_install_from_zip_copies_exactly_the_manifest_images_and_masks_verified(busi, tmp_path):
     target = tmp_path / "out" / DATASET_DIR
     count = install_dataset(busi["zip"], target, busi["entries"], config())
-    assert relative_files(target) == {e.file for e in busi["entries"]}  # no masks, nothing unlisted
-    assert count == len(busi["entries"]) == 30
+    assert relative_files(target) == {e.file for e in busi["entries"]}  # nothing unlisted
+    kinds = Counter(e.kind for e in busi["entries"])
+    assert count == len(busi["entries"]) and kinds == {"image": 30, "mask": 33}  # one image per class has two masks
 
 
 @pytest.mark.parametrize("which", ["parent", "dataset_dir"])
@@ -84,7 +85,9 @@ def test_altered_and_missing_images_are_named_and_nothing_is_left(busi, tmp_path
     message = str(err.value)
     assert "missing: normal/normal (2).png" in message
     assert "altered (sha256 differs): malignant/malignant (3).png" in message
-    assert message.startswith(f"{busi['tree']}: the data does not match the manifest: 1 missing and 1 altered of 30")
+    assert message.startswith(
+        f"{busi['tree']}: the data does not match the manifest: 1 missing and 1 altered of 63 files"
+    )
     assert list(out.iterdir()) == []  # neither the target nor a temporary folder remains
 
 
@@ -100,15 +103,42 @@ def test_failed_install_keeps_previous_output(busi, tmp_path):
 
 def test_manifest_rejects_unknown_class(tmp_path):
     path = tmp_path / "m.tsv"
-    path.write_text("file\tclass\tsha256\ncysts/c (1).png\tcysts\tabc\n")
+    path.write_text("file\tclass\tkind\tsha256\ncysts/c (1).png\tcysts\timage\tabc\n")
     with pytest.raises(DataError, match="cysts"):
         read_manifest(path)
 
 
-def test_committed_manifest_lists_the_780_images():
-    entries = read_manifest(PROJECT_ROOT / "data" / "busi_manifest.tsv")
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        ("benign/b (1)_mask.png\tbenign\timage", "a mask's name ends in _mask.png"),
+        ("benign/b (1).png\tbenign\tmask", "a mask's name ends in _mask.png"),
+        ("benign/b (1).png\tbenign\tlabel", "kind 'label'; kinds are image, mask"),
+    ],
+)
+def test_manifest_rejects_a_mask_named_as_an_image_and_unknown_kinds(tmp_path, row, problem):
+    path = tmp_path / "m.tsv"
+    path.write_text(f"file\tclass\tkind\tsha256\n{row}\t{'0' * 64}\n")
+    with pytest.raises(DataError, match=re.escape(f"{path} line 2: ") + ".*" + re.escape(problem)):
+        read_manifest(path)
+
+
+def test_manifest_rejects_a_mask_without_its_image(tmp_path):
+    path = tmp_path / "m.tsv"
+    rows = [("benign/b (1).png", "image"), ("benign/b (2)_mask.png", "mask")]
+    path.write_text("file\tclass\tkind\tsha256\n" + "".join(f"{f}\tbenign\t{k}\t{'0' * 64}\n" for f, k in rows))
+    with pytest.raises(DataError, match=re.escape("the mask 'benign/b (2)_mask.png' belongs to no image")):
+        read_manifest(path)
+
+
+def test_committed_manifest_lists_the_780_images_and_their_798_masks():
+    path = PROJECT_ROOT / "data" / "busi_manifest.tsv"
+    entries = read_manifest(path)
     assert Counter(e.label for e in entries) == {"benign": 437, "malignant": 210, "normal": 133}
     assert not any("_mask" in e.file for e in entries)
+    masks = masks_by_image(read_manifest(path, kinds=("mask",)))
+    assert sum(len(m) for m in masks.values()) == 798 and set(masks) == {e.file for e in entries}  # every image has one
+    assert Counter(len(m) for m in masks.values()) == {1: 763, 2: 16, 3: 1}
 
 
 @dataclass
@@ -468,7 +498,8 @@ def replace(src, dst):
         os.kill(os.getpid(), signal.SIGKILL)
 
 os.replace = replace
-install_dataset(Path(source), Path(target), read_manifest(manifest), load_params(params).download)
+entries = read_manifest(manifest, kinds=("image", "mask"))
+install_dataset(Path(source), Path(target), entries, load_params(params).download)
 """
 
 
@@ -483,7 +514,7 @@ def new_busi(tmp_path):
 
 
 def _complete(folder: Path, entries) -> bool:
-    """folder holds exactly these manifest images, each with its sha256."""
+    """folder holds exactly these manifest files, each with its sha256."""
     verify(folder, entries)
     return relative_files(folder) == {e.file for e in entries}
 
@@ -554,9 +585,10 @@ def test_failed_rename_into_place_is_undone_by_recover(busi, new_busi, tmp_path,
     assert _complete(target, busi["entries"]) and _beside(target) == [DATASET_DIR]
 
 
+@pytest.mark.slow
 @requires_real_zip
 def test_real_archive_installs_and_matches_the_manifest(tmp_path):
-    entries = read_manifest(PROJECT_ROOT / "data" / "busi_manifest.tsv")
+    entries = read_manifest(PROJECT_ROOT / "data" / "busi_manifest.tsv", kinds=("image", "mask"))
     target = tmp_path / DATASET_DIR
-    assert install_dataset(REAL_ZIP, target, entries, config()) == 780
-    assert relative_files(target) == {e.file for e in entries}  # the 780 images; the 798 masks are not installed
+    assert install_dataset(REAL_ZIP, target, entries, config()) == 780 + 798
+    assert relative_files(target) == {e.file for e in entries}  # the 780 images and their 798 masks, nothing else

@@ -47,7 +47,7 @@ def test_format_is_read_from_the_content_not_the_name(busi, tmp_path, mode, name
         zip_tree(busi["tree"], path)
     else:
         tar_tree(busi["tree"], path, mode=mode)
-    assert _install(path, tmp_path, busi) == 30
+    assert _install(path, tmp_path, busi) == len(busi["entries"])
     assert relative_files(tmp_path / "out" / DATASET_DIR) == {e.file for e in busi["entries"]}
 
 
@@ -61,7 +61,9 @@ def test_tar_whose_last_member_is_a_zip_is_read_as_a_tar(busi, tmp_path):
         tf.add(inner, "extras/inner.zip")
     assert zipfile.is_zipfile(archive)  # the trap the content check avoids
     assert [e.file for e in other] == [e.file for e in busi["entries"]]
-    assert _install(archive, tmp_path, busi) == 30  # the tar's images, verified against the tar's manifest
+    assert _install(archive, tmp_path, busi) == len(
+        busi["entries"]
+    )  # the tar's images, verified against the tar's manifest
 
 
 def test_empty_zip_is_a_zip_without_the_data_set(busi, tmp_path):
@@ -152,11 +154,11 @@ def test_zip_made_on_windows_installs(busi, tmp_path):
             info = zipfile.ZipInfo(path.relative_to(busi["tree"]).as_posix())
             info.create_system = 0  # MS-DOS: external_attr holds no Unix mode
             zf.writestr(info, path.read_bytes())
-    assert _install(archive, tmp_path, busi) == 30
+    assert _install(archive, tmp_path, busi) == len(busi["entries"])
 
 
 def test_busi_source_may_be_a_link_to_a_folder_or_archive(busi, tmp_path):
     for name, target in (("folder_link", busi["tree"]), ("zip_link", busi["zip"])):
         link = tmp_path / name
         link.symlink_to(target)
-        assert _install(link, tmp_path, busi) == 30
+        assert _install(link, tmp_path, busi) == len(busi["entries"])

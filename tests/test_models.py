@@ -103,6 +103,7 @@ def test_real_imagenet_mobilenet_v2_backbone_loads_from_a_local_file():
     assert not torch.allclose(own["features.1.conv.0.1.running_var"], torch.ones(32))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arch, size, head",
     [
@@ -126,6 +127,7 @@ def test_torchvision_classifiers_of_every_shape_train_with_plain_logits(arch, si
     assert model(torch.randn(1, 3, size, size)).shape == (1, 3)
 
 
+@pytest.mark.slow
 def test_every_torchvision_classifier_has_exactly_one_head_to_replace():
     """The rule on all of them, on shapes alone (the meta device: no memory). RegNet computes its widths from
     tensor values at construction, which the meta device cannot, so its two smallest are built for real."""

@@ -17,11 +17,17 @@ from bcmodels.formats.manifest import write_manifest
 from tests.conftest import PROJECT_ROOT
 from tests.synthetic import make_backbone_wheel, make_busi_tree, parent_of, zip_tree
 
+pytestmark = pytest.mark.slow  # minutes: every test stands on a whole `dvc repro`
+
 MODELS = ["simple_cnn", "mobilenet", "resnet101"]
 # What a run writes: left out of the copy, so that the test starts where a user without results would.
 GENERATED = ["dvc.lock", "data/split.csv", "data/audit", "metrics", "plots", "repeats", "crossval"]
 KEEP = ["repeats/dvc.yaml", "crossval/dvc.yaml", "plots/.gitignore"]
 REPORT_FIGURES = ["confusion", "curves", "roc", "reliability"]
+CROSSVAL_MODELS = ["simple_cnn", "mobilenet_v2"]  # mobilenet_v2 starts from the backbone stage's weights
+# Where the repeated and cross-validation tests leave the studies' settings (their last runs).
+REPEATS_SETTINGS = {"repeat.models": ["simple_cnn", "mobilenet"], "repeat.seeds": [1, 2]}
+CROSSVAL_SETTINGS = {"crossval.models": ["simple_cnn"], "crossval.seeds": [0, 1]}
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], ok: bool = True) -> subprocess.CompletedProcess:
@@ -74,11 +80,12 @@ def tiny_project(root: Path, data: Path) -> dict[str, str]:
             "preprocess.resize_short_side": 36,
             "audit.features.image_size": 32,
             "audit.features.threshold": 1.0,  # the stand-in backbone's random features would link everything
+            "audit.linked_by_eye": [],  # the study's pairs name BUSI files the synthetic tree does not have
             "split.folds": 3,
             "train.max_epochs": 2,
             "train.batch_size": 4,
             "train.resnet101.weights": "none",
-            "crossval.models": ["simple_cnn", "mobilenet_v2"],
+            "crossval.models": CROSSVAL_MODELS,
             "crossval.folds": [0, 1, 2],
         },
     )
@@ -104,6 +111,16 @@ def repo(tmp_path_factory):
     _run(["git", "commit", "-qm", "project"], root, env)
     repro = _run([dvc, "repro"], root, env)
     return {"root": root, "env": env, "dvc": dvc, "repro": repro}
+
+
+@pytest.fixture
+def studies(repo):
+    """repo with the repeated and cross-validation studies run at the settings their tests end with: after
+    those tests nothing reruns; run alone, this trains them."""
+    set_params(repo["root"] / "params.yaml", {**REPEATS_SETTINGS, **CROSSVAL_SETTINGS})
+    for pipeline in ("repeats/dvc.yaml", "crossval/dvc.yaml"):
+        _run([repo["dvc"], "repro", pipeline], repo["root"], repo["env"])
+    return repo
 
 
 def test_repro_runs_every_stage_and_writes_every_output(repo):
@@ -173,7 +190,7 @@ def test_repeated_study_trains_only_what_is_missing_and_summarizes(repo):
     for stage in [*stages, "summarize"]:
         assert f"Running stage 'repeats/dvc.yaml:{stage}'" in first, stage
     assert "Running stage 'train@" not in first  # the main runs are up to date and are not retrained
-    set_params(root / "params.yaml", {"repeat.seeds": [1, 2]})
+    set_params(root / "params.yaml", REPEATS_SETTINGS)
     second = _run([dvc, "repro", "repeats/dvc.yaml"], root, env).stdout
     assert "Running stage 'repeats/dvc.yaml:train@simple_cnn-2'" in second
     for done in ["train@simple_cnn-1", "train@mobilenet-1"]:
@@ -192,40 +209,46 @@ def test_repeated_study_trains_only_what_is_missing_and_summarizes(repo):
 def test_crossval_tests_every_image_once_without_leakage_and_pools_them(repo):
     root, env, dvc = repo["root"], repo["env"], repo["dvc"]
     out = _run([dvc, "repro", "crossval/dvc.yaml"], root, env).stdout
-    for fold in (0, 1, 2):
-        assert f"Running stage 'crossval/dvc.yaml:train@simple_cnn-{fold}-0'" in out
-    tested = {}
     with open(root / "data" / "audit" / "groups.csv", newline="") as f:
         groups = {row["file"]: row["group"] for row in csv.DictReader(f)}
+    tested = {model: {} for model in CROSSVAL_MODELS}
     for fold in (0, 1, 2):
         with open(root / "data" / "crossval" / f"fold{fold}" / "split.csv", newline="") as f:
             sides = {row["file"]: row["split"] for row in csv.DictReader(f)}
         test_groups = {groups[f] for f, s in sides.items() if s == "test"}
         assert not test_groups & {groups[f] for f, s in sides.items() if s in ("train", "val")}
-        predictions = root / "crossval" / "predictions" / f"fold{fold}-seed0" / "simple_cnn.csv"
-        with predictions.open(newline="") as f:
-            for row in csv.DictReader(f):
-                tested[row["file"]] = tested.get(row["file"], 0) + 1
+        for model in CROSSVAL_MODELS:
+            assert f"Running stage 'crossval/dvc.yaml:train@{model}-{fold}-0'" in out
+            predictions = root / "crossval" / "predictions" / f"fold{fold}-seed0" / f"{model}.csv"
+            with predictions.open(newline="") as f:
+                files = [row["file"] for row in csv.DictReader(f)]
+            assert sorted(files) == sorted(f for f, s in sides.items() if s == "test"), (model, fold)
+            for file in files:
+                tested[model][file] = tested[model].get(file, 0) + 1
     excluded = {f for f, s in sides.items() if s == "excluded"}
-    assert set(tested) == set(groups) - excluded and set(tested.values()) == {1}
-    headline = json.loads((root / "crossval" / "summary" / "simple_cnn.json").read_text())
-    assert headline["images"] == len(tested)
+    for model in CROSSVAL_MODELS:
+        assert set(tested[model]) == set(groups) - excluded and set(tested[model].values()) == {1}, model
+        headline = json.loads((root / "crossval" / "summary" / f"{model}.json").read_text())
+        assert headline["images"] == len(tested[model]) and headline["runs"] == 3, model  # 3 folds, 1 seed
+    summary = json.loads((root / "crossval" / "summary.json").read_text())
+    assert sorted(summary["models"]) == sorted(CROSSVAL_MODELS)
     assert (root / "crossval" / "report.md").is_file()
     # Adding a seed trains only that seed.
-    set_params(root / "params.yaml", {"crossval.models": ["simple_cnn"], "crossval.seeds": [0, 1]})
+    set_params(root / "params.yaml", CROSSVAL_SETTINGS)
     again = _run([dvc, "repro", "crossval/dvc.yaml"], root, env).stdout
     assert "Running stage 'crossval/dvc.yaml:train@simple_cnn-0-1'" in again
     assert "Running stage 'crossval/dvc.yaml:train@simple_cnn-0-0'" not in again
 
 
-def test_metrics_show_is_one_narrow_row_per_model_and_study_without_warnings(repo):
-    """After the three studies have run (the tests above), as in the committed state of a fresh clone."""
+def test_metrics_show_is_one_narrow_row_per_model_and_study_without_warnings(studies):
+    """After the three studies have run, as in the committed state of a fresh clone."""
+    repo = studies
     result = _run([repo["dvc"], "metrics", "show"], repo["root"], repo["env"])
     rows = result.stdout.strip().splitlines()
     expected = [
         *(f"metrics/headline/{m}.json" for m in sorted(MODELS)),
         *(f"repeats/summary/{m}.json" for m in ("mobilenet", "simple_cnn")),
-        "crossval/summary/simple_cnn.json",  # crossval.models was narrowed to simple_cnn above
+        "crossval/summary/simple_cnn.json",  # CROSSVAL_SETTINGS narrow crossval.models to simple_cnn
     ]
     assert sorted(row.split()[0] for row in rows[1:]) == sorted(expected)
     assert max(len(row) for row in rows) <= 200

@@ -151,6 +151,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_cli_classifies_good_inputs_and_names_each_bad_one(tmp_path, checkpoints):
     args, bad, good = _inputs(tmp_path)
     result = _cli(
@@ -314,6 +315,7 @@ def test_zip_members_pass_the_download_stages_rules(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_fifo_among_the_inputs_is_an_error_of_its_own_not_a_hang(tmp_path, checkpoints):
     """Opening a named pipe waits for a writer for ever: one in a folder, or named on the command line, is
     refused unopened, and every other input is still classified."""

@@ -25,3 +25,19 @@ def test_on_a_terminal_it_is_tqdm(monkeypatch):
     bar = progress.progress(range(3), desc="x")
     assert type(bar).__name__ == "tqdm"
     bar.close()
+
+
+def test_phases_add_up_each_named_phase_after_the_start_up(monkeypatch):
+    clock = iter([10.0, 12.5, 20.0, 20.25, 30.0, 31.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(progress.time, "time", lambda: 1000.0)
+    monkeypatch.setattr(progress.psutil.Process, "create_time", lambda self: 996.5)  # the process began 3.5 s ago
+    phases = progress.Phases("train x")
+    with phases("data"):
+        pass
+    with phases("epochs"):
+        pass
+    with phases("data"):  # a phase met twice adds up
+        pass
+    assert phases.seconds == {"start-up": 3.5, "data": 3.5, "epochs": 0.25}
+    assert phases.line(epochs="2") == "train x wall time: start-up 3.5 s, data 3.5 s, epochs 0.2 s (2)"

@@ -32,6 +32,7 @@ def _one_error_line(result: subprocess.CompletedProcess) -> str:
 TRAIN = ["stages.train", "--store", "s", "--split", "s.csv", "--checkpoint", "c.pt", "--history", "h.csv"]
 
 
+@pytest.mark.slow
 def test_unknown_model_name_is_a_clear_error(tmp_path):
     shutil.copy(PROJECT_ROOT / "params.yaml", tmp_path)
     line = _one_error_line(_stage([*TRAIN, "--model", "vgg"], tmp_path))
@@ -47,6 +48,7 @@ def test_missing_local_source_is_a_clear_error(tmp_path):
     assert not (tmp_path / "data" / "raw").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "old, new, message",
     [

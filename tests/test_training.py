@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -98,6 +99,7 @@ def _train_once(
     return model, result, metrics, val
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["simple_cnn", "mobilenet"])
 def test_two_cpu_runs_with_the_same_seed_give_identical_metrics(arch):
     _, first, metrics_a, _ = _train_once(_config(), arch)
@@ -106,12 +108,14 @@ def test_two_cpu_runs_with_the_same_seed_give_identical_metrics(arch):
     assert [row["val_loss"] for row in first.history] == [row["val_loss"] for row in second.history]
 
 
+@pytest.mark.slow
 def test_another_seed_gives_another_run():
     _, first, _, _ = _train_once(_config())
     _, second, _, _ = _train_once(_config(seed=8))
     assert [r["train_loss"] for r in first.history] != [r["train_loss"] for r in second.history]
 
 
+@pytest.mark.slow
 def test_fit_restores_the_best_epoch_and_steps_the_learning_rate():
     model, result, _, val = _train_once(_config())
     assert result.epochs_run == len(result.history) == 3
@@ -140,17 +144,23 @@ def test_a_lone_last_image_is_folded_into_the_previous_batch():
     # 9 images in batches of 4 would leave one image alone, which BatchNorm cannot train on.
     seed_everything(0, True)
     model = build_model("mobilenet", num_classes=3, image_size=32)
-    config = _config(batch_size=4, max_epochs=1)
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
+    batches = []  # the size of each batch the model trains on (evaluation runs with model.training False)
+    model.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])) if module.training else None)
     result = fit(
         model,
         _subset(9, 32, 0),
         _subset(6, 32, 1),
         name="mobilenet",
         model_config=_model_config("mobilenet"),
-        config=config,
+        config=_config(batch_size=4, max_epochs=1),
         device=torch.device("cpu"),
     )
-    assert result.epochs_run == 1
+    assert batches == [4, 5]  # one epoch, every image once, the ninth in the second batch
+    assert [row["epoch"] for row in result.history] == [0] and result.best_epoch == 0 and result.epochs_run == 1
+    assert math.isfinite(result.history[0]["train_loss"]) and math.isfinite(result.history[0]["val_loss"])
+    unchanged = [name for name, p in model.named_parameters() if torch.equal(p, start[name])]
+    assert unchanged == []  # both steps reached every parameter, and fit kept the trained weights
 
 
 def test_batches_fold_a_lone_last_image_and_cover_every_index_once():
@@ -178,6 +188,7 @@ def test_balanced_sampler_draws_every_class_about_equally():
     assert sorted(plain.tolist()) == list(range(100))  # a permutation: every image once
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["class_weighted_loss", "balanced_sampler", "minority_augment"])
 def test_imbalance_options_change_the_run(option):
     imbalanced = (0, 0, 0, 0, 1, 1, 2, 0)

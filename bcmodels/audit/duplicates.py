@@ -8,12 +8,15 @@ and label conflicts.
 - Deep features: pooled feature maps of an ImageNet MobileNetV2 (a mid-level and the last block) of the
   whole frame; near-copies have a similarity of at least audit.features.threshold. It also sees what a
   hash of the whole frame misses: shifted crops, other zooms, neighbouring frames of one sweep.
-Groups are the connected components over all pairs linked by either detector or by exact copy, so copies
-of copies share a group; a group whose images carry different classes is a label conflict.
+- By eye: pairs of one lesion that neither detector links at its threshold, listed in params.yaml
+  (audit.linked_by_eye) after they were found independently and checked by eye.
+Groups are the connected components over all pairs linked by either detector, by eye or by exact copy, so
+copies of copies share a group; a group whose images carry different classes is a label conflict.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import multiprocessing
@@ -29,7 +32,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from bcmodels.config.schema import CLASSES, AuditConfig
-from bcmodels.errors import DataError
+from bcmodels.errors import DataError, clip
 from bcmodels.formats.groups import GroupRow, Pair, write_groups, write_pairs, write_summary
 from bcmodels.formats.manifest import ManifestEntry
 from bcmodels.io.images import decode, to_rgb
@@ -127,12 +130,31 @@ def near_groups(linked: np.ndarray) -> list[int]:
     return [order[label] for label in components.tolist()]
 
 
-def links(phash_bits: np.ndarray, cosine: np.ndarray, exact: Sequence[int | None], config: AuditConfig) -> dict:
-    """(N, N) bool matrices of the pairs each detector links, and of exact copies."""
+def _eye_links(files: Sequence[str], config: AuditConfig) -> np.ndarray:
+    """(N, N) bool: the pairs of audit.linked_by_eye; a file the manifest does not list is an error naming it."""
+    index = {f: i for i, f in enumerate(files)}
+    linked = np.zeros((len(files), len(files)), dtype=bool)
+    for k, link in enumerate(config.linked_by_eye):
+        for key, file in (("a", link.a), ("b", link.b)):
+            if file not in index:
+                raise DataError(
+                    f"audit.linked_by_eye[{k}].{key}: {clip(repr(file))} is not an image of the manifest; "
+                    "write it as <class>/<name>.png, as in data/busi_manifest.tsv"
+                )
+        if link.a == link.b:
+            raise DataError(f"audit.linked_by_eye[{k}]: links {link.a!r} with itself")
+        i, j = index[link.a], index[link.b]
+        linked[i, j] = linked[j, i] = True
+    return linked
+
+
+def links(audit: Audit, config: AuditConfig) -> dict[str, np.ndarray]:
+    """(N, N) bool matrices of the pairs each detector links, of the pairs linked by eye, and of exact copies."""
     return {
-        "phash": phash_bits <= config.phash.threshold,
-        "features": cosine >= config.features.threshold,
-        "exact": _exact_links(exact),
+        "phash": audit.phash_bits <= config.phash.threshold,
+        "features": audit.cosine >= config.features.threshold,
+        "eye": _eye_links(audit.files, config),
+        "exact": _exact_links(audit.exact_group),
     }
 
 
@@ -152,8 +174,9 @@ def audit_images(raw_dir: Path, files: list[str], labels: list[str], config: Aud
     vectors = feature_vectors(np.stack([p.frame for p in prints]), Path(features.weights), features.mid_block)
     cosine = np.clip(vectors @ vectors.T, -1.0, 1.0)
     exact = exact_groups([p.pixels for p in prints])
-    linked = np.logical_or.reduce(list(links(phash_bits, cosine, exact, config).values()))
-    return Audit(list(files), list(labels), phash_bits, cosine, exact, near_groups(linked))
+    scored = Audit(list(files), list(labels), phash_bits, cosine, exact, group=[])
+    linked = np.logical_or.reduce(list(links(scored, config).values()))
+    return dataclasses.replace(scored, group=near_groups(linked))
 
 
 def conflict_groups(groups: Sequence[int], labels: Sequence[str]) -> set[int]:
@@ -176,11 +199,16 @@ def group_rows(audit: Audit) -> dict[str, GroupRow]:
 
 def linked_pairs(audit: Audit, config: AuditConfig) -> list[Pair]:
     """Every pair that a detector links, with both scores and which detector(s) found it."""
-    found = links(audit.phash_bits, audit.cosine, audit.exact_group, config)
+    found = links(audit, config)
     pairs = []
     for i, j in zip(*np.nonzero(np.triu(np.logical_or.reduce(list(found.values())), k=1))):
         by = [name for name in ("phash", "features") if found[name][i, j]]
-        label = "exact" if found["exact"][i, j] else "both" if len(by) == 2 else by[0]
+        if found["exact"][i, j]:
+            label = "exact"
+        elif by:
+            label = "both" if len(by) == 2 else by[0]
+        else:
+            label = "eye"
         pairs.append(
             Pair(audit.files[i], audit.files[j], int(audit.phash_bits[i, j]), float(audit.cosine[i, j]), label)
         )
@@ -214,6 +242,7 @@ def summarize(audit: Audit, rows: dict[str, GroupRow], pairs: list[Pair], config
             "features_only": found_by["features"],
             "both": found_by["both"],
             "exact": found_by["exact"],
+            "by_eye": found_by["eye"],
             "total": len(pairs),
         },
         "exact_duplicates": _multi_member(audit.exact_group),
@@ -261,6 +290,15 @@ def disagreement_sheet(raw_dir: Path, pairs: list[Pair], path: Path, per_row: in
     contact_sheet(rows, path, title, thumb=150)
 
 
+def eye_sheet(raw_dir: Path, config: AuditConfig, path: Path) -> None:
+    """One row per pair of audit.linked_by_eye, captioned with why it is linked."""
+    rows = [
+        [(raw_dir / link.a, Path(link.a).name), (raw_dir / link.b, f"{Path(link.b).name}\n{link.why}")]
+        for link in config.linked_by_eye
+    ]
+    contact_sheet(rows, path, "Pairs linked by eye (audit.linked_by_eye): one lesion, below both detectors' thresholds")
+
+
 @dataclass(frozen=True)
 class AuditFiles:
     """What the audit writes (paths from dvc.yaml)."""
@@ -270,6 +308,7 @@ class AuditFiles:
     summary: Path
     conflicts_sheet: Path
     disagreements_sheet: Path
+    eye_sheet: Path
 
 
 def run_audit(raw_dir: Path, entries: list[ManifestEntry], config: AuditConfig, out: AuditFiles, workers: int) -> dict:
@@ -283,4 +322,5 @@ def run_audit(raw_dir: Path, entries: list[ManifestEntry], config: AuditConfig, 
     write_summary(out.summary, summary)
     conflict_sheet(raw_dir, summary, out.conflicts_sheet)
     disagreement_sheet(raw_dir, pairs, out.disagreements_sheet)
+    eye_sheet(raw_dir, config, out.eye_sheet)
     return summary

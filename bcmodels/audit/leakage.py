@@ -1,5 +1,6 @@
 """How much a split leaks: the validation and test images with a near-copy (an image of their audit group)
-on another side, per class. Written to metrics/data.json with the audit's counts."""
+on another side, per class; and how many images, and test images, carry each kind of mark the overlay audit
+finds. Written to metrics/data.json with the audit's counts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from bcmodels.config.schema import CLASSES
 from bcmodels.errors import DataError
 from bcmodels.formats.groups import GroupRow, read_groups, read_summary
+from bcmodels.formats.overlays import KINDS, OverlayRow, read_overlays
 from bcmodels.formats.split import EXCLUDED, SPLITS, read_split
 from bcmodels.io.files import write_json
 
@@ -47,16 +49,45 @@ def leakage(rows: Mapping[str, GroupRow], assignment: Mapping[str, str]) -> dict
     }
 
 
-def data_metrics(audit_summary: dict, rows: Mapping[str, GroupRow], assignment: Mapping[str, str]) -> dict:
-    """metrics/data.json: the audit's counts (without its file lists) and the leakage of this split."""
+def marks(overlays: Mapping[str, OverlayRow], files: list[str]) -> dict[str, dict[str, int]]:
+    """Per kind of mark (and the axilla view), how many of files carry it, per class."""
+    missing = [f for f in files if f not in overlays]
+    if missing:
+        raise DataError(f"the overlay audit has no row for {missing[0]}; run `dvc repro overlays`")
+    found = {kind: [f for f in files if overlays[f].flag(kind)] for kind in KINDS}
+    found["axilla_view"] = [f for f in files if overlays[f].view == "axilla"]
+    found["any_mark"] = [f for f in files if any(overlays[f].flag(k) for k in ("calipers", "text", "colour"))]
+    return {
+        name: {**{c: sum(1 for f in chosen if overlays[f].label == c) for c in CLASSES}, "total": len(chosen)}
+        for name, chosen in found.items()
+    }
+
+
+def data_metrics(
+    audit_summary: dict,
+    rows: Mapping[str, GroupRow],
+    overlays: Mapping[str, OverlayRow],
+    assignment: Mapping[str, str],
+) -> dict:
+    """metrics/data.json: the audit's counts (without its file lists), the leakage of this split, and the marks
+    on all images and on this split's test images."""
     counts = {k: v for k, v in audit_summary.items() if k != "label_conflict_groups"}  # numbers only
-    return {**counts, **leakage(rows, assignment)}
+    test = [f for f, side in assignment.items() if side == "test"]
+    return {
+        **counts,
+        **leakage(rows, assignment),
+        "marks": {"all": marks(overlays, list(rows)), "test": marks(overlays, test)},
+    }
 
 
 def write_data_metrics(audit_dir: Path, split: Path, out: Path) -> dict:
-    """Read the audit's groups.csv and audit.json and a split; write and return metrics/data.json's content."""
+    """Read the audit's groups.csv, audit.json and overlays.csv and a split; write and return metrics/data.json's
+    content."""
     metrics = data_metrics(
-        read_summary(audit_dir / "audit.json"), read_groups(audit_dir / "groups.csv"), read_split(split)
+        read_summary(audit_dir / "audit.json"),
+        read_groups(audit_dir / "groups.csv"),
+        read_overlays(audit_dir / "overlays.csv"),
+        read_split(split),
     )
     write_json(out, metrics)
     return metrics

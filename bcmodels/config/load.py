@@ -144,6 +144,22 @@ def _distinct(values: tuple, key: str) -> None:
     _require(len(set(values)) == len(values), key, f"lists a value twice: {short(list(values))}")
 
 
+def _check_overlays(params: Params) -> None:
+    """The overlay audit's pairs and ranges that a type cannot say."""
+    overlays = params.overlays
+    _require(len(overlays.calipers.scales) > 0, "overlays.calipers.scales", "must list at least one [gap, arm]")
+    for i, scale in enumerate(overlays.calipers.scales):
+        _require(
+            len(scale) == 2 and 0 <= scale[0] < scale[1] <= 30,
+            f"overlays.calipers.scales[{i}]",
+            f"must be [gap, arm] with 0 <= gap < arm <= 30, got {short(list(scale))}",
+        )
+    box = overlays.logo.box
+    _require(len(box) == 2 and min(box) > 0, "overlays.logo.box", f"must be [width, height], got {short(list(box))}")
+    text = overlays.text
+    _require(text.min_height <= text.max_height, "overlays.text.max_height", "must be at least min_height")
+
+
 def validate(params: Params) -> Params:
     """Checks across keys and of names that types and ranges alone cannot make."""
     download, pre, phash, split, train = (
@@ -175,6 +191,7 @@ def validate(params: Params) -> Params:
         _require(0 <= t < bits, key, f"must be a bit count from 0 to {bits - 1}, got {t}")
     for i, t in enumerate(params.audit.features.report_thresholds):
         _check_range(t, (0, 1, True), f"audit.features.report_thresholds[{i}]")
+    _check_overlays(params)
     _one_of(split.strategy, SPLIT_STRATEGIES, "split.strategy")
     _one_of(split.conflicts, CONFLICT_POLICIES, "split.conflicts")
     _require(split.fold < split.folds, "split.fold", f"must be from 0 to split.folds - 1, got {split.fold}")

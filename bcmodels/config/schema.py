@@ -73,9 +73,85 @@ class FeatureConfig:
 
 
 @dataclass(frozen=True)
+class EyeLink:
+    """Two images of one lesion that neither detector links at its threshold, confirmed by eye."""
+
+    a: str  # file names as in the manifest: <class>/<name>.png
+    b: str
+    why: str
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     phash: PhashConfig
     features: FeatureConfig
+    linked_by_eye: tuple[EyeLink, ...]
+
+
+@dataclass(frozen=True)
+class CaliperConfig:
+    scales: tuple[tuple[int, ...], ...]  # [gap, arm] pairs in pixels: a cross's arm runs from gap to arm
+    flank: int = _range(1, 10)  # pixels beside an arm where the background is sampled
+    min_contrast: float = _range(0, 255, low_open=True)  # grey levels: every arm above its flanks
+    max_off_arm: float = _range(0, 1)  # fraction of bright pixels between the arms
+    min_run: int = _range(1, 20)  # pixels every arm is bright from its start
+    min_ends: int = _range(0, 4)  # arms that stop short (darker past the arm's end)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    tophat_size: int = _range(3, 31)  # pixels: strokes narrower than this stand out of the background
+    min_contrast: float = _range(0, 255, low_open=True)  # grey levels above the opened background
+    min_height: int = _range(2, 100)  # a glyph's height in pixels
+    max_height: int = _range(2, 100)
+    max_width: int = _range(2, 200)
+    max_gap: float = _range(0, 10)  # glyphs of one line are at most this many glyph heights apart
+    min_glyphs: int = _range(1, 20)  # glyphs of a line worth reading (a lone glyph: only as a caliper number)
+    number_radius: float = _range(0, 10)  # caliper numbers lie within this many half cross sizes of its centre
+    number_tolerance: float = _range(0, 255)  # grey levels: a caliper number's ink is its cross's grey, flat
+    ocr_scale: int = _range(1, 8)
+    ink_margins: tuple[int, ...]  # pixels of the frame kept around the strokes, one reading each
+    whitelist: str
+    min_confidence: float = _range(0, 100)
+    min_chars: int = _range(1, 20)  # letters or digits of a word read that counts
+
+
+@dataclass(frozen=True)
+class ColourConfig:
+    min_chroma: int = _range(1, 255)  # max - min of a pixel's R, G, B
+    min_pixels: int = _range(1, 1_000_000)
+
+
+@dataclass(frozen=True)
+class LogoConfig:
+    box: tuple[int, ...]  # [width, height] of the top-left corner where the scanner's logo sits
+    min_value: int = _range(0, 255)  # the logo's white glyphs...
+    max_outline: int = _range(0, 255)  # ...inside a black outline
+    outline_px: int = _range(1, 10)  # how far the outline lies from a glyph pixel, on both sides
+    min_pixels: int = _range(1, 100_000)
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    axilla_words: tuple[str, ...]
+    breast_words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OverlayCheckConfig:
+    per_class: int = _range(1, 1000)
+    seed: int = _range(0, MAX_SEED)
+
+
+@dataclass(frozen=True)
+class OverlaysConfig:
+    calipers: CaliperConfig
+    text: TextConfig
+    colour: ColourConfig
+    logo: LogoConfig
+    view: ViewConfig
+    check: OverlayCheckConfig
+    workers: int = _range(0, 256)  # 0 = one process per core
 
 
 @dataclass(frozen=True)
@@ -165,6 +241,7 @@ class Params:
     backbone: BackboneConfig
     preprocess: PreprocessConfig
     audit: AuditConfig
+    overlays: OverlaysConfig
     split: SplitConfig
     train: TrainConfig
     evaluate: EvaluateConfig

@@ -2,8 +2,8 @@
 
 Three steps, each guarding the next: fetch (bcmodels.io.fetch: mirrors, retries, a resumable download, a size
 cap, the sha256 checked before use), install (every member of the source checked by bcmodels.io.archives'
-rules before anything is written, then exactly the manifest's images copied into a folder that replaces the
-target only when complete) and verify (every image of the manifest there with its sha256). What is refused,
+rules before anything is written, then exactly the manifest's images and lesion masks copied into a folder that
+replaces the target only when complete) and verify (every file of the manifest there with its sha256). What is refused,
 the limits, and the order in which a source's type is read from its content are in docs/input-handling.md;
 the code follows it rule for rule.
 """
@@ -179,9 +179,8 @@ def _folder_root(source: Path) -> Path:
 
 
 def _chosen(members: list[Member], root: tuple[str, ...], manifest: list[ManifestEntry]) -> dict[str, Member]:
-    """The member to install for each manifest file the source has (the last one, as tar and unzip do).
-
-    Masks, notes, thumbnails and images the manifest does not list are not installed.
+    """The member to install for each manifest file (image or mask) the source has (the last one, as tar and
+    unzip do). Notes, thumbnails and files the manifest does not list are not installed.
     """
     wanted = {e.file for e in manifest}
     chosen = {}
@@ -222,7 +221,8 @@ def _install_error(source: Path, target: Path, at: str, err: Exception) -> DataE
 
 
 def install_dataset(source: Path, target: Path, manifest: list[ManifestEntry], config: DownloadConfig) -> int:
-    """Install the manifest's images from a zip, tar or folder into target, verified; returns the count.
+    """Install the manifest's files (images and their masks) from a zip, tar or folder into target, verified;
+    returns the count.
 
     Every member is checked first, so a refused source leaves nothing behind. Files are written only to
     target/<manifest file>, never to a path taken from a member's name; a zip or tar member yields at most
@@ -249,10 +249,10 @@ def install_dataset(source: Path, target: Path, manifest: list[ManifestEntry], c
 
 
 def verify(folder: Path, manifest: list[ManifestEntry], source: Path | None = None) -> None:
-    """Raise DataError naming every image that is missing or differs from the manifest, and the source they
+    """Raise DataError naming every file that is missing or differs from the manifest, and the source they
     came from (default: folder)."""
     missing, altered = [], []
-    for entry in progress(manifest, desc="verify", unit="image"):
+    for entry in progress(manifest, desc="verify", unit="file"):
         path = folder / entry.file
         if not path.is_file():
             missing.append(entry.file)
@@ -262,7 +262,7 @@ def verify(folder: Path, manifest: list[ManifestEntry], source: Path | None = No
         lines = [f"missing: {f}" for f in missing[:20]] + [f"altered (sha256 differs): {f}" for f in altered[:20]]
         raise DataError(
             f"{source or folder}: the data does not match the manifest: {len(missing)} missing and {len(altered)} "
-            f"altered of {len(manifest)} images.\n  "
+            f"altered of {len(manifest)} files.\n  "
             + "\n  ".join(lines)
             + "\nUse an unmodified copy of the BUSI data set."
         )

@@ -16,6 +16,7 @@ from bcmodels.evaluation.stats import binomial_interval, bootstrap_intervals, ex
 from bcmodels.formats.checkpoint import load_checkpoint
 from bcmodels.formats.metrics import write_metrics
 from bcmodels.formats.predictions import Predictions, write_predictions
+from bcmodels.io.progress import Phases, say
 from bcmodels.models.inference import predict_logits
 from bcmodels.models.registry import restore
 from bcmodels.runtime import resolve_device
@@ -97,7 +98,9 @@ def evaluate_model(
     files: EvaluationFiles, preprocess: PreprocessConfig, train: TrainConfig, config: EvaluateConfig
 ) -> dict:
     """The test set of the split, once, with the checkpoint's model; writes predictions and metrics."""
-    checkpoint = load_checkpoint(files.checkpoint, files.made_by)
+    phases = Phases(f"evaluate {files.checkpoint}")
+    with phases("model"):
+        checkpoint = load_checkpoint(files.checkpoint, files.made_by)
     made = (checkpoint.geometry, checkpoint.image_size, checkpoint.resize_short_side)
     stored = (preprocess.geometry, preprocess.image_size, preprocess.resize_short_side)
     if made != stored:
@@ -106,16 +109,22 @@ def evaluate_model(
             f"the store is made with {stored}; retrain with `{files.made_by}`"
         )
     device = resolve_device(train.device)
-    test = load_subsets(files.store, files.split)["test"]
-    model = restore(checkpoint).to(device)
-    logits = predict_logits(
-        model, test.images.to(device), batch_size=config.batch_size, mean=checkpoint.mean, std=checkpoint.std
-    )
+    with phases("data"):
+        test = load_subsets(files.store, files.split)["test"]
+    with phases("model"):
+        model = restore(checkpoint).to(device)
+    with phases("predictions"):
+        logits = predict_logits(
+            model, test.images.to(device), batch_size=config.batch_size, mean=checkpoint.mean, std=checkpoint.std
+        )
     probs = torch.softmax(logits, dim=1).numpy()
     labels = test.labels.numpy()
-    metrics = classification_metrics(labels, probs, checkpoint.classes, config)
+    with phases("metrics"):
+        metrics = classification_metrics(labels, probs, checkpoint.classes, config)
     metrics["best_epoch"] = checkpoint.best_epoch
     metrics["epochs_run"] = checkpoint.epochs_run
-    write_predictions(files.predictions, Predictions(test.files, checkpoint.classes, labels, probs))
-    write_metrics(files.detail, files.headline, metrics)
+    with phases("writing"):
+        write_predictions(files.predictions, Predictions(test.files, checkpoint.classes, labels, probs))
+        write_metrics(files.detail, files.headline, metrics)
+    say(phases.line())
     return metrics

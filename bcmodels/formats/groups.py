@@ -31,7 +31,7 @@ class Pair:
     file_b: str
     phash_bits: int
     cosine: float
-    found_by: str  # phash, features, both or exact
+    found_by: str  # phash, features, both, eye (audit.linked_by_eye) or exact
 
 
 def write_groups(path: Path, rows: dict[str, GroupRow]) -> None:

@@ -1,6 +1,7 @@
 """data/processed/: the image store, every image at image_size x image_size RGB in one uint8 array
 (images.npy, N x S x S x 3) with its index (index.csv: file, class, sha256 of the raw file), in manifest order.
-Written by preprocess; read by audit, training, evaluation and the benchmark."""
+Written by preprocess; read by training, evaluation and the benchmark. The lesion masks, in the same order and
+geometry, are a store of their own (formats.masks), so that training does not depend on them."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,36 @@ def decode(path: Path) -> Image.Image:
 def load_square(path: Path, geometry: str, size: int, short_side: int) -> np.ndarray:
     """One image file to a (size, size, 3) uint8 array; the error names the file if it is refused."""
     return np.asarray(to_square(decode(path), geometry, size, short_side), dtype=np.uint8)
+
+
+def load_square_with_mask(
+    path: Path, mask_paths: Sequence[Path], geometry: str, size: int, short_side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """An image as load_square makes it, and its lesion masks joined into one (mask_square)."""
+    image = decode(path)
+    square = np.asarray(to_square(image, geometry, size, short_side), dtype=np.uint8)
+    return square, mask_square(mask_paths, image.size, geometry, size, short_side)
+
+
+def mask_square(
+    paths: Sequence[Path], image_size: tuple[int, int], geometry: str, size: int, short_side: int
+) -> np.ndarray:
+    """An image's lesion masks (none, one or several files, joined) to a (size, size) uint8 array of 0 and 1,
+    made square by the very geometry of its image (to_square), so that mask and image stay aligned pixel for
+    pixel. A mask pixel is lesion where its grey value is above the middle (BUSI's masks hold 0 and 255);
+    after resampling, where at least half of the pixel is lesion. A mask of another size than its image
+    is refused, naming it."""
+    lesion = np.zeros(image_size[::-1], dtype=bool)  # (height, width)
+    for path in paths:
+        mask = decode(path)
+        if mask.size != image_size:
+            raise DataError(
+                f"{path}: a mask of {mask.size[0]} x {mask.size[1]} pixels for an image of {image_size[0]} x "
+                f"{image_size[1]}. {REMEDY}"
+            )
+        lesion |= np.asarray(to_rgb(mask).convert("L")) > 127
+    grey = Image.fromarray(lesion.astype(np.uint8) * 255, "L")
+    return (np.asarray(to_square(grey, geometry, size, short_side))[..., 0] >= 128).astype(np.uint8)
 
 
 class _InMemoryFile(io.BytesIO):

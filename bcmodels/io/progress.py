@@ -2,16 +2,18 @@
 
 tqdm redraws its bar with carriage returns many times a second; written to a file (`dvc repro > log`, CI)
 that becomes hundreds of updates on one line. Off a terminal, a line is printed every LOG_INTERVAL_S
-seconds and one at the end instead.
+seconds and one at the end instead. Phases: one line saying where a command's wall time went.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+import psutil
 from tqdm import tqdm
 
 T = TypeVar("T")
@@ -101,3 +103,27 @@ def progress(
 def say(message: str) -> None:
     """A line of output that does not break a progress bar on the terminal."""
     tqdm.write(message, file=sys.stdout)
+
+
+class Phases:
+    """Where a command's wall time goes: start-up (from the process's creation: interpreter, imports) and each
+    named phase, reported as one line. What a stage costs outside its real work, on any device."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.seconds = {"start-up": time.time() - psutil.Process().create_time()}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def line(self, **details: str) -> str:
+        """ "<what>: start-up 2.1 s, data 0.4 s, ..." with details (e.g. epochs="first 9.0 s") after their phase."""
+        parts = [
+            f"{name} {s:.1f} s" + (f" ({details[name]})" if name in details else "") for name, s in self.seconds.items()
+        ]
+        return f"{self.what} wall time: " + ", ".join(parts)

@@ -11,7 +11,7 @@ from bcmodels.data.subsets import load_subsets
 from bcmodels.errors import ConfigError, DataError, WeightsError
 from bcmodels.formats.checkpoint import Checkpoint, save_checkpoint
 from bcmodels.formats.history import write_history
-from bcmodels.io.progress import say
+from bcmodels.io.progress import Phases, say
 from bcmodels.models.inference import IMAGENET_MEAN, IMAGENET_STD
 from bcmodels.models.registry import build_model, count_parameters
 from bcmodels.runtime import resolve_device, seed_everything
@@ -26,11 +26,13 @@ def train_model(
         raise ConfigError(
             f"train.{name}: no such model section. Sections: {', '.join(sorted(params.train.model_configs))}"
         )
+    phases = Phases(f"train {name}")
     config = params.train if seed is None else dataclasses.replace(params.train, seed=seed)
     model_config = config.model_configs[name]
     device = resolve_device(config.device)
     seed_everything(config.seed, config.deterministic)
-    subsets = load_subsets(store, split)
+    with phases("data"):
+        subsets = load_subsets(store, split)
     image_size = subsets["train"].images.shape[-1]
     if image_size != params.preprocess.image_size:
         raise DataError(
@@ -38,9 +40,10 @@ def train_model(
             f"{params.preprocess.image_size}; run `dvc repro preprocess`"
         )
     try:
-        model = build_model(
-            model_config.arch, num_classes=len(CLASSES), image_size=image_size, weights=model_config.weights
-        )
+        with phases("model"):
+            model = build_model(
+                model_config.arch, num_classes=len(CLASSES), image_size=image_size, weights=model_config.weights
+            )
     except (WeightsError, ConfigError) as err:
         key = "weights" if isinstance(err, WeightsError) else "arch"
         raise type(err)(f"train.{name}.{key}: {err}") from None
@@ -49,27 +52,32 @@ def train_model(
         f"imbalance {model_config.imbalance}, {len(subsets['train'].labels)} train / {len(subsets['val'].labels)} "
         f"val images, seed {config.seed}, on {device}"
     )
-    result = fit(
-        model, subsets["train"], subsets["val"], name=name, model_config=model_config, config=config, device=device
-    )
+    with phases("epochs"):
+        result = fit(
+            model, subsets["train"], subsets["val"], name=name, model_config=model_config, config=config, device=device
+        )
     pre = params.preprocess
-    save_checkpoint(
-        checkpoint,
-        Checkpoint(
-            model=name,
-            arch=model_config.arch,
-            classes=CLASSES,
-            geometry=pre.geometry,
-            image_size=image_size,
-            resize_short_side=pre.resize_short_side,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            model_config=to_dict(model_config),
-            train_config={k: v for k, v in to_dict(config).items() if k not in ("models", "model_configs")},
-            best_epoch=result.best_epoch,
-            epochs_run=result.epochs_run,
-            state_dict=model.state_dict(),
-        ),
-    )
-    write_history(history, result.history)
+    with phases("writing"):
+        save_checkpoint(
+            checkpoint,
+            Checkpoint(
+                model=name,
+                arch=model_config.arch,
+                classes=CLASSES,
+                geometry=pre.geometry,
+                image_size=image_size,
+                resize_short_side=pre.resize_short_side,
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+                model_config=to_dict(model_config),
+                train_config={k: v for k, v in to_dict(config).items() if k not in ("models", "model_configs")},
+                best_epoch=result.best_epoch,
+                epochs_run=result.epochs_run,
+                state_dict=model.state_dict(),
+            ),
+        )
+        write_history(history, result.history)
+    seconds = [row["seconds"] for row in result.history]
+    later = f", then {sum(seconds[1:]) / (len(seconds) - 1):.1f} s each" if len(seconds) > 1 else ""
+    say(phases.line(epochs=f"{len(seconds)}: the first {seconds[0]:.1f} s{later}"))
     return result
