@@ -30,7 +30,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 # pytest.mark.slow (pyproject.toml): whole `dvc repro` runs, the real archive, torch.compile, training runs
-# and subprocesses of more than about 2 s. The rest runs in about a minute on two cores.
+# and subprocesses of more than about 2 s. The rest takes about a minute of CPU time.
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
 

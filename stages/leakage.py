@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from bcmodels.audit.leakage import write_data_metrics
+from bcmodels.config.load import load_params
 from bcmodels.errors import run_stage
 
 
@@ -16,12 +17,13 @@ def main() -> None:
     parser.add_argument("--split", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the metrics JSON to write")
     args = parser.parse_args()
-    metrics = write_data_metrics(args.audit, args.split, args.out)
+    metrics = write_data_metrics(args.audit, args.split, args.out, load_params().split)
     test, leaked = metrics["split"]["test"], metrics["test_near_copy_in_train_or_val"]
     print(
         f"{args.out}: {leaked['total']} of {test} test images have a near-copy in train or val "
         f"({', '.join(f'{c} {n}' for c, n in leaked.items() if c != 'total')}); "
-        f"{metrics['split']['excluded']} images excluded"
+        f"{metrics['split']['excluded']} images excluded; benchmark folds' test images with one: "
+        + ", ".join(str(f["test_near_copy_in_train_or_val"]["total"]) for f in metrics["benchmark_folds"].values())
     )
 
 

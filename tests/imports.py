@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGES = ("bcmodels", "stages")
@@ -16,10 +17,11 @@ def _module_file(root: Path, module: str) -> Path | None:
     return None
 
 
-def direct_imports(root: Path, file: Path) -> set[Path]:
-    """Project files imported by file: `import a.b`, `from a.b import c` (c a module or a name), anywhere in it."""
-    found = set()
-    tree = ast.parse(file.read_text())
+@functools.cache
+def _imported_names(source: str) -> tuple[str, ...]:
+    """The dotted names a module's source imports, anywhere in it; parsed once per distinct source."""
+    found = []
+    tree = ast.parse(source)
     type_only = {  # `if TYPE_CHECKING:` imports never run
         id(n)
         for node in ast.walk(tree)
@@ -30,19 +32,24 @@ def direct_imports(root: Path, file: Path) -> set[Path]:
     for node in ast.walk(tree):
         if id(node) in type_only:
             continue
-        names = []
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            found.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-        for name in names:
-            if name.split(".")[0] not in PACKAGES:
-                continue
-            parts = name.split(".")
-            for depth in range(1, len(parts) + 1):  # a package's __init__ runs too
-                module_file = _module_file(root, ".".join(parts[:depth]))
-                if module_file is not None:
-                    found.add(module_file)
+            found.extend([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)])
+    return tuple(found)
+
+
+def direct_imports(root: Path, file: Path) -> set[Path]:
+    """Project files imported by file: `import a.b`, `from a.b import c` (c a module or a name), anywhere in it."""
+    found = set()
+    for name in _imported_names(file.read_text()):
+        if name.split(".")[0] not in PACKAGES:
+            continue
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):  # a package's __init__ runs too
+            module_file = _module_file(root, ".".join(parts[:depth]))
+            if module_file is not None:
+                found.add(module_file)
     return found
 
 

@@ -87,10 +87,10 @@ def _marked(image: Image.Image) -> Image.Image:
     return marked
 
 
-@pytest.fixture
-def copies(tmp_path: Path) -> dict:
+@pytest.fixture(scope="module")
+def copies_tree(tmp_path_factory) -> dict:
     """A frame and its copies of every kind, unrelated frames, and the frame's own file filed as malignant."""
-    raw = tmp_path / DATASET_DIR
+    raw = tmp_path_factory.mktemp("copies") / DATASET_DIR
     for label in ("benign", "malignant", "normal"):
         (raw / label).mkdir(parents=True)
     frame = _frame(0)
@@ -119,8 +119,17 @@ def copies(tmp_path: Path) -> dict:
 
 
 @pytest.fixture
-def audited(copies: dict, random_backbone: Path):
-    audit = audit_images(copies["raw"], copies["files"], copies["labels"], phash_only(random_backbone))
+def copies(copies_tree: dict, tmp_path: Path) -> dict:
+    """copies_tree's files in a folder of this test's own, which it may damage."""
+    raw = tmp_path / DATASET_DIR
+    shutil.copytree(copies_tree["raw"], raw)
+    return {**copies_tree, "raw": raw}
+
+
+@pytest.fixture(scope="module")
+def audited(copies_tree: dict, random_backbone: Path):
+    """The audit of copies_tree (phash only), computed once: the tests below only read it."""
+    audit = audit_images(copies_tree["raw"], copies_tree["files"], copies_tree["labels"], phash_only(random_backbone))
     return audit, group_rows(audit)
 
 
@@ -307,7 +316,7 @@ def test_audit_split_and_leakage_on_synthetic_copies(copies, tmp_path, random_ba
     assert "(fold 1 of 3)" in write_split_file(params, out.groups, tmp_path / "seed4.csv", seed=4)  # 4 mod 3
     marked = {f for f in copies["files"] if f.startswith("malignant/")}  # text on every malignant image
     write_overlays(audit_dir / "overlays.csv", {f: _overlay_row(f, text=f in marked) for f in copies["files"]})
-    metrics = write_data_metrics(audit_dir, tmp_path / "split.csv", tmp_path / "data.json")
+    metrics = write_data_metrics(audit_dir, tmp_path / "split.csv", tmp_path / "data.json", grouped)
     assert metrics["split"]["excluded"] == len(FAMILY) and metrics["label_conflicts"]["groups"] == 1
     assert metrics["test_near_copy_in_train_or_val"]["total"] == 0
     split = read_split(tmp_path / "split.csv")
@@ -367,6 +376,7 @@ def scan_audit(scans):
     return audit, {f: i for i, f in enumerate(audit.files)}
 
 
+@pytest.mark.slow
 @requires_shared_weights
 @pytest.mark.parametrize("kind", ["crop", "zoom", "next"])
 def test_a_shifted_crop_a_zoom_and_the_next_frame_are_near_copies_by_deep_features(scan_audit, kind):
@@ -377,6 +387,7 @@ def test_a_shifted_crop_a_zoom_and_the_next_frame_are_near_copies_by_deep_featur
         assert similarity >= threshold + 0.002, (seed, kind, similarity)  # zooms come closest: 0.953
 
 
+@pytest.mark.slow
 @requires_shared_weights
 def test_different_scans_stay_apart_and_each_scan_forms_its_own_group(scan_audit):
     audit, index = scan_audit
@@ -389,6 +400,7 @@ def test_different_scans_stay_apart_and_each_scan_forms_its_own_group(scan_audit
     assert len(set(audit.group)) == 8  # four families and four loners
 
 
+@pytest.mark.slow
 @requires_shared_weights
 def test_pairs_only_one_detector_links_are_labelled_and_drawn(scan_audit, scans, tmp_path):
     audit, _ = scan_audit

@@ -43,6 +43,7 @@ def test_bench_measures_the_ceiling_and_a_real_epoch(tmp_path):
     assert row["epoch"] == pytest.approx(20 / row["epoch_s"])
 
 
+@pytest.mark.slow
 def test_bench_times_a_whole_training_with_the_recipe():
     params = project_params()
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, max_epochs=2, batch_size=4))
@@ -59,6 +60,7 @@ def test_bench_times_a_whole_training_with_the_recipe():
     assert row["epochs"] == 2 and row["seconds"] > 0 and row["val_loss"] > 0
 
 
+@pytest.mark.slow
 def test_graph_agreement_compares_the_graphed_and_the_eager_loop_from_the_same_start():
     params = project_params()
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, batch_size=4))

@@ -81,6 +81,12 @@ def _mutated(raw, dotted: str, value):
         ("repeat.models", ["vgg"], r"repeat\.models: 'vgg' has no section train\.vgg"),
         ("crossval.folds", [0, 7], r"crossval\.folds\[1\]: must be from 0 to split\.folds - 1, got 7"),
         ("crossval.models", ["simple_cnn", "simple_cnn"], r"crossval\.models: names a model twice"),
+        (
+            "crossval.mark_free_models",
+            ["resnet101"],
+            r"mark_free_models\[0\]: 'resnet101' is not in crossval",
+        ),
+        ("crossval.mark_free_models", ["mobilenet", "mobilenet"], r"crossval\.mark_free_models: lists a value twice"),
         ("preprocess.geometry", "crop", r"preprocess\.geometry: invalid value 'crop'"),
         ("preprocess.image_size", 100_000, r"preprocess\.image_size: must be in \[8, 1024\]"),
         ("split.test_fraction", 1.5, r"split\.test_fraction: must be in \(0, 1\]"),

@@ -77,6 +77,7 @@ def _setup_and_model(imbalance: str, labels: torch.Tensor):
     return config, epoch_setup(config, _model_config("mobilenet", imbalance), labels, CPU), model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("imbalance", ["class_weighted_loss", "minority_augment"])
 def test_the_buffered_step_trains_exactly_as_the_eager_loop(imbalance):
     # 10 images in batches of 4: two full batches through the buffer, the last of 2 eagerly; BatchNorm,
@@ -152,6 +153,7 @@ class _ReplayedStep:
         self.loss.copy_(self.step())
 
 
+@pytest.mark.slow
 def test_each_batch_size_is_captured_after_its_warm_up_and_replays_its_own_buffer(monkeypatch):
     events: list[str] = []
 
@@ -225,6 +227,7 @@ def test_a_replaced_learning_rate_tensor_is_refused():
         runner.train_epoch(torch.Generator().manual_seed(0), "t")
 
 
+@pytest.mark.slow
 def test_cuda_graph_leaves_cpu_training_unchanged():
     _, eager, metrics_eager, _ = _train_once(_config(cuda_graph=False))
     _, graphed, metrics_graphed, _ = _train_once(_config(cuda_graph=True))

@@ -17,7 +17,14 @@ from tests.conftest import SHARED_WEIGHTS
 
 
 @pytest.mark.parametrize(
-    "arch, size", [("simple_cnn", 32), ("mobilenet", 32), ("mobilenet", 37), ("resnet101", 32), ("mobilenet_v2", 32)]
+    "arch, size",
+    [
+        ("simple_cnn", 32),
+        ("mobilenet", 32),
+        ("mobilenet", 37),
+        pytest.param("resnet101", 32, marks=pytest.mark.slow),  # 42M parameters: seconds on two cores
+        ("mobilenet_v2", 32),
+    ],
 )
 def test_forward_and_backward_reach_every_parameter(arch, size):
     torch.manual_seed(0)

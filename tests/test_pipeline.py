@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from bcmodels.audit.overlay_check import draw_samples
+from bcmodels.config.load import load_params
 from bcmodels.formats.manifest import write_manifest
+from bcmodels.formats.overlays import LabelRow, write_labels
 from tests.conftest import PROJECT_ROOT
 from tests.synthetic import make_backbone_wheel, make_busi_tree, parent_of, zip_tree
 
@@ -25,6 +28,7 @@ GENERATED = ["dvc.lock", "data/split.csv", "data/audit", "metrics", "plots", "re
 KEEP = ["repeats/dvc.yaml", "crossval/dvc.yaml", "plots/.gitignore"]
 REPORT_FIGURES = ["confusion", "curves", "roc", "reliability"]
 CROSSVAL_MODELS = ["simple_cnn", "mobilenet_v2"]  # mobilenet_v2 starts from the backbone stage's weights
+MARK_FREE_MODELS = ["simple_cnn"]  # also trained and tested on the images with their marks removed
 # Where the repeated and cross-validation tests leave the studies' settings (their last runs).
 REPEATS_SETTINGS = {"repeat.models": ["simple_cnn", "mobilenet"], "repeat.seeds": [1, 2]}
 CROSSVAL_SETTINGS = {"crossval.models": ["simple_cnn"], "crossval.seeds": [0, 1]}
@@ -87,8 +91,12 @@ def tiny_project(root: Path, data: Path) -> dict[str, str]:
             "train.resnet101.weights": "none",
             "crossval.models": CROSSVAL_MODELS,
             "crossval.folds": [0, 1, 2],
+            "crossval.mark_free_models": MARK_FREE_MODELS,
+            "overlays.check.tuning.per_class": 2,
+            "overlays.check.held_out.per_class": 2,
         },
     )
+    label_samples(root, entries)
     return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # `python` is this venv's
@@ -98,6 +106,17 @@ def tiny_project(root: Path, data: Path) -> dict[str, str]:
         "GIT_COMMITTER_NAME": "test",
         "GIT_COMMITTER_EMAIL": "test@example.com",
     }
+
+
+def label_samples(root: Path, entries) -> None:
+    """The overlay check's samples of the synthetic images, labelled as drawn: no marks (the tree draws none)."""
+    drawn = draw_samples([e for e in entries if e.kind == "image"], load_params(root / "params.yaml").overlays.check)
+    labels = {
+        file: LabelRow(file.split("/")[0], sample, False, False, False, False, "unknown", "synthetic")
+        for sample, files in drawn.items()
+        for file in files
+    }
+    write_labels(root / "data" / "overlay_labels.csv", labels)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +144,8 @@ def studies(repo):
 
 def test_repro_runs_every_stage_and_writes_every_output(repo):
     root = repo["root"]
-    stages = ["download", "backbone", "preprocess", "audit", "split", "leakage", "report"]
+    stages = ["download", "backbone", "preprocess", "audit", "overlays", "overlays_check", "edits", "split", "leakage"]
+    stages.append("report")
     for stage in [*stages, *(f"train@{m}" for m in MODELS), *(f"evaluate@{m}" for m in MODELS)]:
         assert f"Running stage '{stage}'" in repo["repro"].stdout
     assert "repeats/dvc.yaml" not in repo["repro"].stdout  # the plain repro is the single-seed study
@@ -145,7 +165,10 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
             assert len(list(csv.DictReader(f))) == 5
         assert (root / "data" / "checkpoints" / f"{model}.pt").is_file()
     data = json.loads((root / "metrics" / "data.json").read_text())
-    assert data["images"]["total"] == 30
+    assert data["images"]["total"] == 30 and data["marks"]["all"]["calipers"]["total"] == 0  # none drawn
+    assert list(data["benchmark_folds"]) == ["fold0", "fold1", "fold2"]
+    check = json.loads((root / "metrics" / "overlays.json").read_text())
+    assert check["tuning"]["images"] == check["held_out"]["images"] == 6  # two per class in each sample
     report = (root / "plots" / "report" / "report.md").read_text()
     assert all(model in report for model in MODELS) and "Not run" not in report
     for figure in REPORT_FIGURES:
@@ -207,8 +230,19 @@ def test_repeated_study_trains_only_what_is_missing_and_summarizes(repo):
 
 
 def test_crossval_tests_every_image_once_without_leakage_and_pools_them(repo):
+    """Run two stages at a time (bcmodels.parallel), as a user with a GPU would: the plain `dvc repro` then finds
+    nothing to do, and one training run again on its own gives the same predictions."""
     root, env, dvc = repo["root"], repo["env"], repo["dvc"]
-    out = _run([dvc, "repro", "crossval/dvc.yaml"], root, env).stdout
+    out = _run([sys.executable, "-m", "bcmodels.parallel", "crossval/dvc.yaml", "--jobs", "2"], root, env).stdout
+    assert (
+        "Stage 'crossval/dvc.yaml:train@simple_cnn-0-0' didn't change"
+        in _run([dvc, "repro", "crossval/dvc.yaml"], root, env).stdout
+    )
+    first = root / "crossval" / "predictions" / "fold0-seed0" / "simple_cnn.csv"
+    parallel_bytes = first.read_bytes()
+    for stage in ("train@simple_cnn-0-0", "evaluate@simple_cnn-0-0"):
+        _run([dvc, "repro", "--force", "--single-item", f"crossval/dvc.yaml:{stage}"], root, env)
+    assert first.read_bytes() == parallel_bytes
     with open(root / "data" / "audit" / "groups.csv", newline="") as f:
         groups = {row["file"]: row["group"] for row in csv.DictReader(f)}
     tested = {model: {} for model in CROSSVAL_MODELS}
@@ -218,7 +252,7 @@ def test_crossval_tests_every_image_once_without_leakage_and_pools_them(repo):
         test_groups = {groups[f] for f, s in sides.items() if s == "test"}
         assert not test_groups & {groups[f] for f, s in sides.items() if s in ("train", "val")}
         for model in CROSSVAL_MODELS:
-            assert f"Running stage 'crossval/dvc.yaml:train@{model}-{fold}-0'" in out
+            assert f"crossval/dvc.yaml:train@{model}-{fold}-0: done in" in out
             predictions = root / "crossval" / "predictions" / f"fold{fold}-seed0" / f"{model}.csv"
             with predictions.open(newline="") as f:
                 files = [row["file"] for row in csv.DictReader(f)]
@@ -231,8 +265,13 @@ def test_crossval_tests_every_image_once_without_leakage_and_pools_them(repo):
         headline = json.loads((root / "crossval" / "summary" / f"{model}.json").read_text())
         assert headline["images"] == len(tested[model]) and headline["runs"] == 3, model  # 3 folds, 1 seed
     summary = json.loads((root / "crossval" / "summary.json").read_text())
-    assert sorted(summary["models"]) == sorted(CROSSVAL_MODELS)
+    mark_free = [f"{m}_mark_free" for m in MARK_FREE_MODELS]
+    assert sorted(summary["models"]) == sorted([*CROSSVAL_MODELS, *mark_free])
+    assert summary["models"]["simple_cnn_mark_free"]["accuracy"]["value"] is not None
     assert (root / "crossval" / "report.md").is_file()
+    shortcuts = json.loads((root / "crossval" / "shortcuts.json").read_text())
+    for model in CROSSVAL_MODELS:
+        assert {"cam_in_lesion", "marks_removed", "lesion_removed"} <= set(shortcuts["models"][model]), model
     # Adding a seed trains only that seed.
     set_params(root / "params.yaml", CROSSVAL_SETTINGS)
     again = _run([dvc, "repro", "crossval/dvc.yaml"], root, env).stdout

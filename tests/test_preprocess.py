@@ -214,6 +214,7 @@ def _square_coordinates(x: float, y: float, w: int, h: int, geometry: str, size:
     return x * nw / w - round((nw - size) / 2), y * nh / h - round((nh - size) / 2)
 
 
+@pytest.mark.slow
 @requires_real_zip
 @pytest.mark.parametrize("geometry", ["study", "resize", "letterbox"])
 def test_real_masks_are_aligned_with_their_images(tmp_path, geometry):

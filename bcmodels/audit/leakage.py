@@ -4,11 +4,13 @@ finds. Written to metrics/data.json with the audit's counts."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from bcmodels.config.schema import CLASSES
+from bcmodels.config.schema import CLASSES, SplitConfig
+from bcmodels.data.partition import make_split
 from bcmodels.errors import DataError
 from bcmodels.formats.groups import GroupRow, read_groups, read_summary
 from bcmodels.formats.overlays import KINDS, OverlayRow, read_overlays
@@ -63,24 +65,44 @@ def marks(overlays: Mapping[str, OverlayRow], files: list[str]) -> dict[str, dic
     }
 
 
+def _tested(assignment: Mapping[str, str]) -> list[str]:
+    return [f for f, side in assignment.items() if side == "test"]
+
+
+def benchmark_folds(rows: Mapping[str, GroupRow], overlays: Mapping[str, OverlayRow], config: SplitConfig) -> dict:
+    """Per test fold of the grouped split (the cross-validation benchmark's folds, made here as its split stages
+    make them): the test images with a near-copy in train or validation, and the marks on the test images."""
+    files, labels = list(rows), [r.label for r in rows.values()]
+    folds = {}
+    for fold in range(config.folds):
+        grouped = dataclasses.replace(config, strategy="grouped", fold=fold)
+        assignment = make_split(files, labels, grouped, rows)
+        folds[f"fold{fold}"] = {
+            "test_near_copy_in_train_or_val": leakage(rows, assignment)["test_near_copy_in_train_or_val"],
+            "marks": marks(overlays, _tested(assignment)),
+        }
+    return folds
+
+
 def data_metrics(
     audit_summary: dict,
     rows: Mapping[str, GroupRow],
     overlays: Mapping[str, OverlayRow],
     assignment: Mapping[str, str],
+    split_config: SplitConfig,
 ) -> dict:
-    """metrics/data.json: the audit's counts (without its file lists), the leakage of this split, and the marks
-    on all images and on this split's test images."""
+    """metrics/data.json: the audit's counts (without its file lists), the leakage of this split, the marks on
+    all images and on this split's test images, and both for every fold of the benchmark."""
     counts = {k: v for k, v in audit_summary.items() if k != "label_conflict_groups"}  # numbers only
-    test = [f for f, side in assignment.items() if side == "test"]
     return {
         **counts,
         **leakage(rows, assignment),
-        "marks": {"all": marks(overlays, list(rows)), "test": marks(overlays, test)},
+        "marks": {"all": marks(overlays, list(rows)), "test": marks(overlays, _tested(assignment))},
+        "benchmark_folds": benchmark_folds(rows, overlays, split_config),
     }
 
 
-def write_data_metrics(audit_dir: Path, split: Path, out: Path) -> dict:
+def write_data_metrics(audit_dir: Path, split: Path, out: Path, split_config: SplitConfig) -> dict:
     """Read the audit's groups.csv, audit.json and overlays.csv and a split; write and return metrics/data.json's
     content."""
     metrics = data_metrics(
@@ -88,6 +110,7 @@ def write_data_metrics(audit_dir: Path, split: Path, out: Path) -> dict:
         read_groups(audit_dir / "groups.csv"),
         read_overlays(audit_dir / "overlays.csv"),
         read_split(split),
+        split_config,
     )
     write_json(out, metrics)
     return metrics

@@ -223,6 +223,19 @@ def validate(params: Params) -> Params:
         _require(0 <= fold < split.folds, f"crossval.folds[{i}]", f"must be from 0 to split.folds - 1, got {fold}")
     for i, seed in enumerate(crossval.seeds):
         _check_range(seed, (0, MAX_SEED, False), f"crossval.seeds[{i}]")
+    _distinct(crossval.mark_free_models, "crossval.mark_free_models")
+    for i, model in enumerate(crossval.mark_free_models):
+        _require(
+            model in crossval.models,
+            f"crossval.mark_free_models[{i}]",
+            f"{short(model)} is not in crossval.models; a mark-free run is reported beside the model's run on the "
+            "images as they are",
+        )
+        _require(
+            f"{model}_mark_free" not in crossval.models,
+            "crossval.models",
+            f"{model}_mark_free is also the name of {model}'s mark-free run; rename its section",
+        )
     return params
 
 

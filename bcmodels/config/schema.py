@@ -96,6 +96,8 @@ class CaliperConfig:
     max_off_arm: float = _range(0, 1)  # fraction of bright pixels between the arms
     min_run: int = _range(1, 20)  # pixels every arm is bright from its start
     min_ends: int = _range(0, 4)  # arms that stop short (darker past the arm's end)
+    flat_spread: float = _range(0, 255)  # grey levels: a '+' drawn flat varies less than this along and across arms
+    flat_contrast: float = _range(0, 255, low_open=True)  # grey levels above its flanks' mean, for a flat '+'
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,11 @@ class TextConfig:
     whitelist: str
     min_confidence: float = _range(0, 100)
     min_chars: int = _range(1, 20)  # letters or digits of a word read that counts
+    flat_spread: float = _range(0, 255)  # grey levels: a line whose strokes' cores vary less is drawn text
+    saturated: float = _range(0, 255)  # grey levels: grey strokes this bright are saturated tissue, not text
+    streak_length: int = _range(3, 101)  # pixels: straight bright runs this long are tissue, not a glyph's stroke
+    streak_angle: int = _range(0, 90)  # degrees from horizontal that such streaks run at
+    label_stem: int = _range(1, 20)  # letters: a reading holding this many of a label word's first counts
 
 
 @dataclass(frozen=True)
@@ -138,9 +145,15 @@ class ViewConfig:
 
 
 @dataclass(frozen=True)
-class OverlayCheckConfig:
-    per_class: int = _range(1, 1000)
+class SampleDraw:
+    per_class: int = _range(1, 1000)  # images of each class
     seed: int = _range(0, MAX_SEED)
+
+
+@dataclass(frozen=True)
+class OverlayCheckConfig:
+    tuning: SampleDraw  # the sample the detector was tuned on
+    held_out: SampleDraw  # drawn from the other images; labelled before the detector was run on it
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,21 @@ class OverlaysConfig:
     logo: LogoConfig
     view: ViewConfig
     check: OverlayCheckConfig
+    workers: int = _range(0, 256)  # 0 = one process per core
+
+
+@dataclass(frozen=True)
+class EditsConfig:
+    """data/mark_free and data/lesion_free: the raw images with their marks, or their lesion, inpainted."""
+
+    marks: tuple[str, ...]  # kinds of the overlay audit removed for data/mark_free (calipers, text, colour, logo)
+    mark_margin_px: int = _range(0, 50)  # raw pixels each mark's box (and coloured pixel) grows by
+    min_chroma: int = _range(1, 255)  # in an image with colour: the pixels repainted (max - min of R, G, B)
+    line_contrast: float = _range(0, 255, low_open=True)  # grey levels of a measuring line's dots above the tissue
+    line_share: float = _range(0, 1, low_open=True)  # of the way between two calipers: dotted, it is a line
+    lesion_margin_px: int = _range(0, 100)  # raw pixels the joined lesion mask grows by
+    radius: int = _range(1, 50)  # cv2.inpaint's inpaintRadius, raw pixels
+    examples: int = _range(1, 50)  # images in the figure plots/audit/edits.png
     workers: int = _range(0, 256)  # 0 = one process per core
 
 
@@ -229,10 +257,21 @@ class RepeatConfig:
 
 
 @dataclass(frozen=True)
+class ShortcutsConfig:
+    """The shortcuts stage of the benchmark: where the models look, and what the edits change."""
+
+    grown_px: int = _range(0, 112)  # image-store pixels the lesion mask grows by for the grown share
+    background_max: int = _range(0, 255)  # grey level: darker pixels connected to the border are background
+    sheet_per_model: int = _range(1, 50)  # images with the lowest lesion share per model in the contact sheet
+
+
+@dataclass(frozen=True)
 class CrossvalConfig:
     models: tuple[str, ...]
     folds: tuple[int, ...]  # test folds of the grouped split to run
     seeds: tuple[int, ...]  # training seeds per fold
+    mark_free_models: tuple[str, ...]  # also trained and tested on data/mark_free, as <model>_mark_free
+    shortcuts: ShortcutsConfig
 
 
 @dataclass(frozen=True)
@@ -242,6 +281,7 @@ class Params:
     preprocess: PreprocessConfig
     audit: AuditConfig
     overlays: OverlaysConfig
+    edits: EditsConfig
     split: SplitConfig
     train: TrainConfig
     evaluate: EvaluateConfig

@@ -29,6 +29,13 @@ from bcmodels.formats.predictions import read_predictions
 
 COMMAND = "dvc repro crossval/dvc.yaml"
 SUMMARY_METRICS = ("accuracy", "macro_f1", "weighted_f1", "macro_auc", "ece")
+MARK_FREE = "_mark_free"  # a model trained and tested on data/mark_free is summarized under its name + this
+
+
+def summary_models(models: Sequence[str], mark_free_models: Sequence[str]) -> tuple[str, ...]:
+    """The models the summary pools: crossval.models, then <model>_mark_free for each of crossval.mark_free_models
+    (config.load checks that each is among crossval.models, so each is compared with itself)."""
+    return (*models, *(f"{m}{MARK_FREE}" for m in mark_free_models))
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,27 @@
 """The overlay audit's files: data/audit/overlays.csv (what is drawn on every raw image, written by the
-overlays stage) and data/audit/overlay_labels.csv (a sample labelled by hand, read by the overlays check).
+overlays stage) and data/overlay_labels.csv (two samples labelled by hand, read by the overlays check).
 
 overlays.csv has one row per image: 0/1 columns calipers, text, colour, logo; view (breast, axilla or
 unknown); where the marks are, as boxes `x y w h` (pixels of the raw image) joined by `;`; and the text read.
 
-overlay_labels.csv holds the same columns for a random sample (overlays.check in params.yaml draws it:
-`python -m stages.overlays_check --draw` lists it), labelled by eye, each image looked at whole and zoomed
-(2-4x) where a mark could hide, e.g. a faint grey caliper cross or a clipped corner of the logo:
+overlay_labels.csv holds the same columns for two random samples drawn by overlays.check in params.yaml
+(`python -m stages.overlays_check --draw` lists them), told apart by its `sample` column:
+  tuning    50 images of each class (seed 23); the detector's thresholds were set looking at its misses
+  held_out  80 of each class drawn from the other images (seed 2024), labelled before the detector was run
+            on them and never used to set anything
+Each image was labelled by eye, looked at whole at its native size and zoomed (2-4x) where a mark could hide:
+the four corners (the top-left 4x: the logo), the lesion (a faint grey caliper cross), a clipped word at an edge:
   calipers  a caliper cross ('+') or a dotted measurement line, operator-placed; a body-marker pictogram is not one
+            (nor is a biopsy needle's straight line)
   text      letters or digits placed by the operator: labels (RIGHT BREAST, RT UOQ, LT AXILLA, rt3), caliper
-            numbers, readouts; not the scanner's logo
+            numbers, readouts, a word clipped at the frame's edge; not the scanner's logo, not a pictogram
   colour    colour where a grey image should be grey: Doppler flow or its box, coloured text or marks
-  logo      any part of the scanner's LOGIQ E9 logo (white glyphs in a black outline, top-left)
+  logo      any part of the scanner's LOGIQ E9 logo (white glyphs in a black outline, top-left); a black sliver
+            at the edge with no white glyph is not counted
   view      axilla where the operator's text names the axilla or its nodes (AXILLA, AX, AX TAIL, nodes),
             breast where it names a place in the breast (BREAST, a side with a clock position or quadrant),
-            unknown where no text says (most images: the picture alone does not tell)
+            unknown where no text says (most images: the picture alone does not tell; a side alone, RT or LT,
+            names no place)
   note      what was seen, free text
 """
 
@@ -27,6 +34,7 @@ from bcmodels.io.files import read_csv, write_csv
 
 KINDS = ("calipers", "text", "colour", "logo")
 VIEWS = ("breast", "axilla", "unknown")
+SAMPLES = ("tuning", "held_out")  # the labelled samples: the detector tuned on the first, measured on both
 OVERLAY_COLUMNS = (
     "file",
     "class",
@@ -38,9 +46,9 @@ OVERLAY_COLUMNS = (
     "logo_box",
     "text_read",
 )
-LABEL_COLUMNS = ("file", "class", *KINDS, "view", "note")
+LABEL_COLUMNS = ("file", "class", "sample", *KINDS, "view", "note")
 MADE_BY = "dvc repro overlays"
-LABELLED_BY = "labelling the sample by hand (see bcmodels/formats/overlays.py)"
+LABELLED_BY = "labelling the samples by hand (see bcmodels/formats/overlays.py)"
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the raw image
 
@@ -67,9 +75,10 @@ class OverlayRow:
 
 @dataclass(frozen=True)
 class LabelRow:
-    """One image of the hand-labelled sample."""
+    """One image of a hand-labelled sample."""
 
     label: str
+    sample: str  # tuning or held_out
     calipers: bool
     text: bool
     colour: bool
@@ -99,6 +108,12 @@ def _flag(value: str) -> bool:
     if value not in ("0", "1"):
         raise ValueError(f"expected 0 or 1, got {value!r}")
     return value == "1"
+
+
+def _sample(value: str) -> str:
+    if value not in SAMPLES:
+        raise ValueError(f"sample must be one of {', '.join(SAMPLES)}, got {value!r}")
+    return value
 
 
 def _view(value: str) -> str:
@@ -138,12 +153,23 @@ def read_overlays(path) -> dict[str, OverlayRow]:
         raise DataError(f"{path}: not an overlays file of this project ({err}); rerun `{MADE_BY}`") from None
 
 
+def write_labels(path, labels: dict[str, LabelRow]) -> None:
+    def cells(file: str, r: LabelRow) -> list:
+        return [file, r.label, r.sample, *(int(r.flag(k)) for k in KINDS), r.view, r.note]
+
+    write_csv(path, LABEL_COLUMNS, (cells(f, r) for f, r in labels.items()))
+
+
 def read_labels(path) -> dict[str, LabelRow]:
-    """file -> its hand label."""
+    """file -> its hand label (the samples apart by LabelRow.sample)."""
     try:
-        return {
-            r["file"]: LabelRow(r["class"], *(_flag(r[k]) for k in KINDS), _view(r["view"]), r["note"])
-            for r in read_csv(path, LABEL_COLUMNS, LABELLED_BY)
-        }
+        labels: dict[str, LabelRow] = {}
+        for r in read_csv(path, LABEL_COLUMNS, LABELLED_BY):
+            if r["file"] in labels:
+                raise ValueError(f"{r['file']} is labelled twice")
+            labels[r["file"]] = LabelRow(
+                r["class"], _sample(r["sample"]), *(_flag(r[k]) for k in KINDS), _view(r["view"]), r["note"]
+            )
+        return labels
     except ValueError as err:
         raise DataError(f"{path}: a label is not valid ({err}); fix that row") from None
