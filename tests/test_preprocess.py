@@ -19,7 +19,7 @@ from bcmodels.errors import DataError, run_stage
 from bcmodels.formats.manifest import masks_by_image, read_manifest
 from bcmodels.formats.masks import read_masks
 from bcmodels.formats.store import IMAGES_FILE, INDEX_FILE, read_images, read_index
-from bcmodels.io.images import to_square
+from bcmodels.io.images import join_masks, to_square
 from tests.conftest import PROJECT_ROOT, REAL_ZIP, project_params, requires_real_zip
 
 SMALL = dataclasses.replace(project_params().preprocess, image_size=32, resize_short_side=36, workers=2)
@@ -254,3 +254,29 @@ def test_real_masks_are_aligned_with_their_images(tmp_path, geometry):
         assert np.allclose(got, (ex0, ey0, ex1, ey1), atol=1.5), (row.file, got, (ex0, ey0, ex1, ey1))
         checked += 1
     assert checked >= 30  # most lesions (39 of 60 in the study's centre crop) lie clear of the square's edge
+
+
+def test_a_mask_that_is_not_binary_or_not_readable_is_refused_by_name(busi, tmp_path):
+    raw = busi["tree"] / DATASET_DIR
+    mask = raw / "benign" / "benign (1)_mask.png"
+    width, height = Image.open(mask).size
+    grey = np.zeros((height, width), dtype=np.uint8)
+    grey[: height // 2] = 255
+    grey[height // 2 :, : width // 2] = 128  # a third grey level: a soft edge or another drawing
+    Image.fromarray(grey).save(mask)
+    with pytest.raises(DataError, match=re.escape(f"{mask}: not a binary mask (3 grey levels")):
+        preprocess(raw, busi["entries"], SMALL, tmp_path / "p", tmp_path / "m")
+    assert not (tmp_path / "p").exists() and not (tmp_path / "m").exists()
+    mask.write_bytes(b"not a png")
+    with pytest.raises(DataError, match=re.escape(str(mask))):
+        preprocess(raw, busi["entries"], SMALL, tmp_path / "p", tmp_path / "m")
+    mask.unlink()
+    with pytest.raises(DataError, match=re.escape(str(mask))):
+        preprocess(raw, busi["entries"], SMALL, tmp_path / "p", tmp_path / "m")
+
+
+def test_a_mask_of_zeros_and_ones_marks_its_lesion(tmp_path):
+    lesion = np.zeros((40, 60), dtype=np.uint8)
+    lesion[10:20, 30:50] = 1
+    Image.fromarray(lesion).save(tmp_path / "m.png")
+    assert np.array_equal(join_masks([tmp_path / "m.png"], (60, 40)), lesion.astype(bool))

@@ -38,7 +38,7 @@ from bcmodels.errors import ConfigError, DataError
 from bcmodels.formats.manifest import ManifestEntry, masks_by_image
 from bcmodels.formats.overlays import KINDS, Box, OverlayRow
 from bcmodels.formats.store import IndexRow, write_store
-from bcmodels.io.images import decode, to_rgb, to_square
+from bcmodels.io.images import decode, join_masks, to_rgb, to_square
 from bcmodels.io.progress import progress
 
 MARKS_MADE_BY = "dvc repro overlays"
@@ -136,26 +136,6 @@ def mark_mask(rgb: np.ndarray, marks: OverlayRow, config: EditsConfig) -> np.nda
         channels = rgb.astype(np.int16)
         mask |= channels.max(axis=2) - channels.min(axis=2) >= config.min_chroma
     return grow(mask, config.mark_margin_px)
-
-
-def join_masks(paths: Sequence[Path], size: tuple[int, int] | None) -> np.ndarray:
-    """(H, W) bool: mask files joined by the rule of preprocess (io/images.py mask_square: lesion where the grey
-    value is above the middle), at `size` (width, height), which every file must have; None: the first's size."""
-    lesion = None
-    for path in paths:
-        mask = decode(path)
-        size = size or mask.size
-        if mask.size != size:
-            raise DataError(
-                f"{path}: a mask of {mask.size[0]} x {mask.size[1]} pixels for an image of {size[0]} x {size[1]}"
-            )
-        joined = np.asarray(to_rgb(mask).convert("L")) > 127
-        lesion = joined if lesion is None else lesion | joined
-    if lesion is None:
-        if size is None:
-            raise ValueError("no mask files and no size")
-        return np.zeros(size[::-1], dtype=bool)
-    return lesion
 
 
 def sham_mask(paths: Sequence[Path], size: tuple[int, int]) -> np.ndarray:

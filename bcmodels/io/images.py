@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from bcmodels.errors import OS_ADVICE, DataError
+from bcmodels.errors import OS_ADVICE, DataError, short
 
 MAX_PIXELS = 4096 * 4096  # 16.8 MP, 25 times the largest BUSI image (1048 x 578); PIL's default is 89 MP
 MAX_ASPECT = 10  # BUSI's widest image is 2.1 : 1
@@ -163,23 +163,42 @@ def load_square_with_mask(
     return square, mask_square(mask_paths, image.size, geometry, size, short_side)
 
 
+def join_masks(paths: Sequence[Path], size: tuple[int, int] | None) -> np.ndarray:
+    """(H, W) bool: an image's lesion mask files joined (a pixel is lesion if any file marks it), at `size`
+    (width, height), which every file must have; None: the first file's size. A mask must be binary: 0 for
+    background and one other grey value for the lesion (BUSI's hold 0 and 255); any other file is refused,
+    naming it, rather than thresholded into a lesion of the wrong shape."""
+    lesion = None
+    for path in paths:
+        mask = decode(path)
+        size = size or mask.size
+        if mask.size != size:
+            raise DataError(
+                f"{path}: a mask of {mask.size[0]} x {mask.size[1]} pixels for an image of {size[0]} x {size[1]}. "
+                f"{REMEDY}"
+            )
+        grey = np.asarray(to_rgb(mask).convert("L"))
+        levels = np.unique(grey)
+        if len(levels[levels > 0]) > 1:
+            raise DataError(
+                f"{path}: not a binary mask ({len(levels)} grey levels, {short(levels.tolist())}); a lesion mask "
+                f"holds 0 and one other value. {REMEDY}"
+            )
+        lesion = grey > 0 if lesion is None else lesion | (grey > 0)
+    if lesion is None:
+        if size is None:
+            raise ValueError("no mask files and no size")
+        return np.zeros(size[::-1], dtype=bool)
+    return lesion
+
+
 def mask_square(
     paths: Sequence[Path], image_size: tuple[int, int], geometry: str, size: int, short_side: int
 ) -> np.ndarray:
-    """An image's lesion masks (none, one or several files, joined) to a (size, size) uint8 array of 0 and 1,
-    made square by the very geometry of its image (to_square), so that mask and image stay aligned pixel for
-    pixel. A mask pixel is lesion where its grey value is above the middle (BUSI's masks hold 0 and 255);
-    after resampling, where at least half of the pixel is lesion. A mask of another size than its image
-    is refused, naming it."""
-    lesion = np.zeros(image_size[::-1], dtype=bool)  # (height, width)
-    for path in paths:
-        mask = decode(path)
-        if mask.size != image_size:
-            raise DataError(
-                f"{path}: a mask of {mask.size[0]} x {mask.size[1]} pixels for an image of {image_size[0]} x "
-                f"{image_size[1]}. {REMEDY}"
-            )
-        lesion |= np.asarray(to_rgb(mask).convert("L")) > 127
+    """An image's lesion masks (none, one or several files, joined by join_masks) to a (size, size) uint8 array
+    of 0 and 1, made square by the very geometry of its image (to_square), so that mask and image stay aligned
+    pixel for pixel: after resampling, lesion where at least half of the pixel is lesion."""
+    lesion = join_masks(paths, image_size)
     grey = Image.fromarray(lesion.astype(np.uint8) * 255, "L")
     return (np.asarray(to_square(grey, geometry, size, short_side))[..., 0] >= 128).astype(np.uint8)
 
