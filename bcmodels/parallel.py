@@ -51,14 +51,20 @@ def _dependencies(graph, stage) -> set:
     return found
 
 
-def plan(targets: Sequence[str]) -> Plan:
-    """The stages that the targets need and that are out of date or depend on one that is."""
-    repo = Repo(".")
-    graph = repo.index.graph
+def _wanted(repo: Repo, graph, targets: Sequence[str]) -> set:
+    """The targets' stages and every stage they depend on."""
     wanted = set()
     for target in targets:
         for stage in repo.stage.collect(target):
             wanted |= {stage, *_dependencies(graph, stage)}
+    return wanted
+
+
+def plan(targets: Sequence[str]) -> Plan:
+    """The stages that the targets need and that are out of date or depend on one that is."""
+    repo = Repo(".")
+    graph = repo.index.graph
+    wanted = _wanted(repo, graph, targets)
     with repo.lock:  # DVC reads a stage's state under its lock, as `dvc status` does
         changed = {stage for stage in wanted if stage.changed()}
     selected = {stage for stage in wanted if stage in changed or changed & _dependencies(graph, stage)}
@@ -73,10 +79,7 @@ def commands(targets: Sequence[str]) -> list[tuple[str, str]]:
     up to date or not, dependencies first: the pipeline for a machine without DVC (`--commands`)."""
     repo = Repo(".")
     graph = repo.index.graph
-    wanted = set()
-    for target in targets:
-        for stage in repo.stage.collect(target):
-            wanted |= {stage, *_dependencies(graph, stage)}
+    wanted = _wanted(repo, graph, targets)
     order = sorted(wanted, key=lambda s: (len(_dependencies(graph, s) & wanted), s.addressing))
     listed = []
     for stage in order:
