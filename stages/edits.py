@@ -28,7 +28,7 @@ def main() -> None:
     files = EditFiles(args.overlays, args.mark_free, args.lesion_free)
     counts = make_edits(args.raw, entries, marks, params.edits, params.preprocess, files)
     edits_figure(jobs_of(args.raw, entries, marks, args.overlays), params.edits, params.preprocess, args.figure)
-    c = counts
+    c = counts  # short, for the line below
     print(
         f"{args.mark_free}: marks repainted on {c['marks']} of {c['images']} raw images ({c['marks_in_store']} "
         f"changed in the store); {args.lesion_free}: lesions on {c['lesions']} ({c['lesions_in_store']}), sham "

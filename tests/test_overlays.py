@@ -353,13 +353,18 @@ REAL = {
 }
 
 
+def _inspect_real(file: str, folder: Path):
+    """The overlay row of one real BUSI image, read from the archive."""
+    path = folder / Path(file).name
+    with zipfile.ZipFile(REAL_ZIP) as archive:
+        path.write_bytes(archive.read(f"{DATASET_DIR}/{file}"))
+    return inspect(path, file.split("/")[0], CONFIG)
+
+
 @requires_real_zip
 @pytest.mark.parametrize("file", sorted(REAL))
 def test_real_images_checked_by_eye(file, tmp_path):
-    with zipfile.ZipFile(REAL_ZIP) as archive:
-        path = tmp_path / Path(file).name
-        path.write_bytes(archive.read(f"{DATASET_DIR}/{file}"))
-    row = inspect(path, file.split("/")[0], CONFIG)
+    row = _inspect_real(file, tmp_path)
     marks, view = REAL[file]
     assert (tuple(int(row.flag(k)) for k in MARKS), row.view) == (marks, view)
     label = read_labels(LABELS)[file]
@@ -380,10 +385,7 @@ TUNING_MISSES = {
 @requires_real_zip
 @pytest.mark.parametrize("file", sorted(TUNING_MISSES))
 def test_the_tuning_samples_former_misses_agree_with_their_labels(file, tmp_path):
-    with zipfile.ZipFile(REAL_ZIP) as archive:
-        path = tmp_path / Path(file).name
-        path.write_bytes(archive.read(f"{DATASET_DIR}/{file}"))
-    row = inspect(path, file.split("/")[0], CONFIG)
+    row = _inspect_real(file, tmp_path)
     label = read_labels(LABELS)[file]
     assert label.sample == "tuning"
     assert (row.calipers, row.text) == (label.calipers, label.text), TUNING_MISSES[file]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from bcmodels.config.schema import CLASSES, Params
+from bcmodels.data.edits import grow as grow_mask
 from bcmodels.errors import DataError
 from bcmodels.evaluation.shortcuts_figures import lowest_share_sheet, shortcuts_figure
 from bcmodels.evaluation.shortcuts_summary import Images, Looks, summarize_shortcuts, write_image_table
@@ -42,11 +43,8 @@ WINDOW = 5  # background: dark over a whole window this wide, which speckle is n
 
 
 def grow(masks: np.ndarray, px: int) -> np.ndarray:
-    """(N, S, S) masks grown by px pixels in every direction (a disc), as bool."""
-    if px == 0:
-        return masks.astype(bool)
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
-    return np.stack([cv2.dilate(m.astype(np.uint8), disc) > 0 for m in masks]) if len(masks) else masks.astype(bool)
+    """(N, S, S) masks grown by px pixels in every direction (a disc, as the edits grow theirs), as bool."""
+    return np.stack([grow_mask(m, px) for m in masks]) if len(masks) else masks.astype(bool)
 
 
 def cam_share(cams: np.ndarray, masks: np.ndarray) -> np.ndarray:
