@@ -1,5 +1,6 @@
 """Stage shortcuts (crossval/dvc.yaml): what every benchmark model looks at on its out-of-fold test images (the
-share of its Grad-CAM map inside the lesion) and what it says with the marks or the lesion removed."""
+share of its Grad-CAM map inside the lesion) and what it says with the marks or the lesion removed, pooled over
+the runs of the looks stage."""
 
 import argparse
 from pathlib import Path
@@ -18,12 +19,14 @@ def main() -> None:
     for name in ("store", "mark-free", "lesion-free", "masks"):
         parser.add_argument(f"--{name}", type=Path, required=True, help="a store folder (edits, preprocess)")
     parser.add_argument("--overlays", type=Path, required=True, help="the overlay audit's overlays.csv")
-    parser.add_argument("--runs", type=Path, required=True, help="folder of fold<k>/split.csv, fold<k>/seed<s>/*.pt")
+    parser.add_argument(
+        "--looks", type=Path, required=True, help="the looks stage's folder: fold<k>-seed<s>/<model>.csv"
+    )
     for name in ("summary", "images", "figure", "sheet"):
         parser.add_argument(f"--{name}", type=Path, required=True, help="an output file")
     args = parser.parse_args()
     files = ShortcutFiles(
-        args.store, args.mark_free, args.lesion_free, args.masks, args.overlays, args.runs,
+        args.store, args.mark_free, args.lesion_free, args.masks, args.overlays, args.looks,
         args.summary, args.images, args.figure, args.sheet,
     )  # fmt: skip
     summary = run_shortcuts(files, load_params())

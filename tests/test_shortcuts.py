@@ -1,5 +1,6 @@
-"""The shortcuts stage: Grad-CAM shares against hand-made maps, pooled numbers against a hand computation on the
-resampled images, paired differences on shared draws, and the whole stage on a tiny synthetic benchmark."""
+"""The looks and shortcuts stages: Grad-CAM shares against hand-made maps, pooled numbers against a hand computation
+on the resampled images, paired differences on shared draws, the looks files, and both stages on a tiny synthetic
+benchmark."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import pytest
 import torch
 
 from bcmodels.config.schema import CLASSES
+from bcmodels.errors import DataError
 from bcmodels.evaluation.crossval import summary_models
-from bcmodels.evaluation.shortcuts import ShortcutFiles, background, cam_share, grow, run_shortcuts
+from bcmodels.evaluation.looks import LookFiles, run_looks
+from bcmodels.evaluation.regions import background, cam_share, grow
+from bcmodels.evaluation.shortcuts import ShortcutFiles, looks_paths, run_shortcuts
 from bcmodels.evaluation.shortcuts_summary import Images, Looks, entry, model_samples, pooled, summarize_shortcuts
 from bcmodels.evaluation.stats import image_weights, percentile_interval
 from bcmodels.formats.checkpoint import Checkpoint, save_checkpoint
+from bcmodels.formats.looks import RunLooks, read_looks, write_looks
 from bcmodels.formats.masks import MaskRow, write_masks
 from bcmodels.formats.overlays import OverlayRow, write_overlays
 from bcmodels.formats.split import write_split
@@ -185,7 +190,7 @@ def benchmark(tmp_path):
     out = tmp_path / "crossval"
     paths = ShortcutFiles(
         tmp_path / "processed", tmp_path / "mark_free", tmp_path / "lesion_free", tmp_path / "masks",
-        tmp_path / "overlays.csv", tmp_path / "runs", out / "shortcuts.json", out / "shortcuts_images.csv",
+        tmp_path / "overlays.csv", out / "looks", out / "shortcuts.json", out / "shortcuts_images.csv",
         out / "figures" / "shortcuts.png", out / "figures" / "lowest_lesion_share.png",
     )  # fmt: skip
     params = project_params()
@@ -199,9 +204,25 @@ def benchmark(tmp_path):
     return {"files": paths, "params": params, "names": files, "original": original, "marked": marked}
 
 
+def _run_looks(benchmark) -> None:
+    """The looks stage for every model and fold of the benchmark, as crossval/dvc.yaml runs it."""
+    files, params, runs = benchmark["files"], benchmark["params"], benchmark["files"].store.parent / "runs"
+    for model in MODELS:
+        for fold in FOLDS:
+            csv_path, npz_path = looks_paths(files.looks, model, fold, 0)
+            run_looks(
+                LookFiles(files.store, files.mark_free, files.lesion_free, files.masks, runs / f"fold{fold}" /
+                          "split.csv", runs / f"fold{fold}" / "seed0" / f"{model}.pt", csv_path, npz_path),
+                params,
+            )  # fmt: skip
+
+
 @pytest.mark.slow  # Grad-CAM of two networks over three folds
-def test_the_stage_judges_every_test_image_with_its_own_folds_model_and_writes_every_output(benchmark):
+def test_the_stages_judge_every_test_image_with_its_own_folds_model_and_write_every_output(benchmark):
     files, params = benchmark["files"], benchmark["params"]
+    _run_looks(benchmark)
+    for checkpoint in (files.store.parent / "runs").rglob("*.pt"):
+        checkpoint.unlink()  # pooling needs the looks files only, not the checkpoints
     summary = run_shortcuts(files, params)
     assert json.loads(files.summary.read_text()) == summary
     assert summary["images"] == 12 and summary["marked_images"] == 4 and summary["lesion_images"] == 8
@@ -230,3 +251,45 @@ def test_the_stage_judges_every_test_image_with_its_own_folds_model_and_writes_e
         assert not any(r["cam_in_lesion"] for r in normal) and all(r["background_area"] == "0.1250" for r in rows)
     for figure in (files.figure, files.sheet):
         assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_looks_files_read_back_what_was_written_and_refuse_a_damaged_or_foreign_map_file(tmp_path):
+    looks = RunLooks(
+        files=["benign/a.png", "malignant/b.png", "normal/c.png"],
+        calls={"predicted": np.array([0, 1, 2]), "predicted_mark_free": np.array([0, 2, 2]),
+               "predicted_lesion_free": np.array([2, 1, 2])},
+        shares={"cam_in_lesion": np.array([0.25, 0.5, np.nan]), "cam_in_grown": np.array([0.5, 0.75, np.nan]),
+                "cam_on_background": np.array([0.0, 0.125, np.nan])},
+        empty_map=np.array([False, False, True]),
+        lowest_files=["benign/a.png"],
+        lowest_maps=np.full((1, 4, 4), 7, dtype=np.uint8),
+    )  # fmt: skip
+    csv_path, npz_path = tmp_path / "m.csv", tmp_path / "m-lowest.npz"
+    write_looks(csv_path, npz_path, looks, CLASSES)
+    back = read_looks(csv_path, npz_path, CLASSES, "make it")
+    assert back.files == looks.files and back.lowest_files == looks.lowest_files
+    assert all(np.array_equal(back.calls[k], v) for k, v in looks.calls.items())
+    assert all(np.array_equal(back.shares[k], v, equal_nan=True) for k, v in looks.shares.items())
+    assert np.array_equal(back.empty_map, looks.empty_map) and np.array_equal(back.lowest_maps, looks.lowest_maps)
+    npz_path.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match=r"m-lowest\.npz: unreadable.*make it"):
+        read_looks(csv_path, npz_path, CLASSES, "make it")
+    write_looks(csv_path, npz_path, dataclasses.replace(looks, lowest_files=["benign/elsewhere.png"]), CLASSES)
+    with pytest.raises(DataError, match="does not belong with"):
+        read_looks(csv_path, npz_path, CLASSES, "make it")
+
+
+def test_pooling_names_the_looks_stage_of_a_run_that_is_missing(benchmark, tmp_path):
+    files, params = benchmark["files"], benchmark["params"]
+    params = dataclasses.replace(params, crossval=dataclasses.replace(params.crossval, models=("simple_cnn",)))
+    fold0 = files.store.parent / "runs" / "fold0"
+    run_looks(
+        LookFiles(files.store, files.mark_free, files.lesion_free, files.masks, fold0 / "split.csv",
+                  fold0 / "seed0" / "simple_cnn.pt", *looks_paths(files.looks, "simple_cnn", 0, 0)),
+        params,
+    )  # fmt: skip
+    with pytest.raises(
+        DataError, match=r"fold1-seed0/simple_cnn.csv: not found; `dvc repro crossval/dvc.yaml:looks@simple_cnn-1-0`"
+    ):
+        run_shortcuts(files, params)
+    assert not files.summary.exists()

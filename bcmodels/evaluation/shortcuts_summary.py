@@ -1,7 +1,8 @@
-"""The shortcuts stage's numbers (bcmodels/evaluation/shortcuts.py measures them): per model, pooled over every
-out-of-fold test image, with 95% percentile bootstrap intervals from the benchmark's one set of image draws
-(stats.image_weights with evaluate.bootstrap_resamples and bootstrap_seed, as crossval.py uses them), so that a
-difference between two models in the same resample is a paired difference on the same images.
+"""The shortcuts stage's numbers (bcmodels/evaluation/looks.py measures them per run, shortcuts.py gathers the
+runs): per model, pooled over every out-of-fold test image, with 95% percentile bootstrap intervals from the
+benchmark's one set of image draws (stats.image_weights with evaluate.bootstrap_resamples and bootstrap_seed, as
+crossval.py uses them), so that a difference between two models in the same resample is a paired difference on the
+same images.
 
 Every pooled number is a mean over (image, seed) entries where it is defined, each image weighted by how often a
 resample draws it (an image carries all its seeds): e.g. the Grad-CAM share inside the lesion is defined on
