@@ -20,7 +20,8 @@ from PIL import Image
 from bcmodels.config.schema import CLASSES
 from bcmodels.errors import ConfigError, DataError, run_stage
 from bcmodels.formats.checkpoint import load_checkpoint
-from bcmodels.io.images import decode, to_square
+from bcmodels.io.images import decode, mask_square, to_square
+from bcmodels.models.gradcam import explain
 from bcmodels.models.inference import predict_logits
 from bcmodels.predict import classify, inputs
 from bcmodels.predict import command as predict
@@ -399,3 +400,54 @@ def test_an_out_below_a_file_is_refused_before_anything_is_written(tmp_path, che
     with pytest.raises(ConfigError, match=f"--out {tmp_path}/a.png/out: {tmp_path}/a.png is not a folder"):
         predict.run([tmp_path / "a.png"], files=[checkpoints / "simple.pt"], out=tmp_path / "a.png" / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def _mask_png(path: Path, w: int, h: int, box: tuple[int, int, int, int], levels: tuple[int, ...] = (255,)) -> None:
+    """A mask of w x h: the box (x0, y0, x1, y1) drawn in the given grey levels, one band each; 0 elsewhere."""
+    grey = np.zeros((h, w), np.uint8)
+    x0, y0, x1, y1 = box
+    for k, level in enumerate(levels):
+        grey[y0:y1, x0 + k * (x1 - x0) // len(levels) : x0 + (k + 1) * (x1 - x0) // len(levels)] = level
+    Image.fromarray(grey).save(path)
+
+
+def test_masks_beside_an_image_give_its_heat_maps_share_in_the_lesion_and_are_not_classified(tmp_path, checkpoints):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name, seed in (("a", 10), ("b", 11), ("c", 12), ("d", 13), ("orphan_mask", 14)):
+        _rgb(80, 60, seed=seed).save(folder / f"{name}.png")
+    _mask_png(folder / "a_mask.png", 80, 60, (0, 0, 40, 60))  # BUSI's naming: two masks, joined
+    _mask_png(folder / "a_mask_1.png", 80, 60, (60, 10, 80, 30))
+    _mask_png(folder / "c_mask.png", 80, 60, (0, 0, 0, 0))  # a normal image's empty mask: no share
+    _mask_png(folder / "d_mask.png", 80, 60, (10, 10, 40, 40), levels=(100, 255))  # not binary
+    out = tmp_path / "out"
+    outcome = predict.run([folder], files=[checkpoints / "simple.pt"], out=out, explain_maps=True, lesion_masks=True)
+    names = [Path(r.name).name for r in outcome.rows]
+    assert names == ["a.png", "b.png", "c.png", "d.png", "orphan_mask.png"]  # masks of an image are no inputs
+    rows = {Path(r["file"]).name: r for r in _read_csv(out / "predictions.csv")}
+    assert "not a binary mask" in rows["d.png"]["error"] and "d_mask.png" in rows["d.png"]["error"]
+    assert rows["b.png"]["simple/lesion_share"] == rows["c.png"]["simple/lesion_share"] == ""
+
+    # The share by hand: the fold's Grad-CAM of the predicted class, against both masks joined and made square.
+    model = outcome.models[0]
+    c = model.checkpoint
+    square = torch.from_numpy(np.array(to_square(decode(folder / "a.png"), c.geometry, c.image_size, 32)))
+    x = square.permute(2, 0, 1)[None]
+    called = predict_logits(model.model, x, batch_size=1, mean=c.mean, std=c.std).argmax(1)
+    cam = explain(model.model, x, called, model.layer, batch_size=1, mean=c.mean, std=c.std)[0].numpy()
+    masks = [folder / "a_mask.png", folder / "a_mask_1.png"]
+    both, first = (mask_square(m, (80, 60), c.geometry, c.image_size, 32) for m in (masks, masks[:1]))
+    assert float(rows["a.png"]["simple/lesion_share"]) == pytest.approx((cam * both).sum() / cam.sum(), abs=1e-4)
+    assert abs((cam * both).sum() - (cam * first).sum()) / cam.sum() > 1e-3  # the second mask counts
+    alone = predict.run(
+        [folder / "a.png"],
+        files=[checkpoints / "simple.pt"],
+        out=tmp_path / "one",
+        explain_maps=True,
+        lesion_masks=True,
+    )
+    assert alone.rows[0].lesion_share == pytest.approx(
+        {"simple": float(rows["a.png"]["simple/lesion_share"])}, abs=1e-4
+    )
+    with pytest.raises(ConfigError, match=r"--masks .* give --explain too"):
+        predict.run([folder], files=[checkpoints / "simple.pt"], out=tmp_path / "none", lesion_masks=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -17,8 +16,7 @@ from bcmodels.evaluation.shortcuts_summary import Images, Looks
 from bcmodels.models.gradcam import overlay
 from bcmodels.render.contact_sheet import contact_sheet
 from bcmodels.render.figures import DPI, save_figure
-
-OUTLINE = (0, 255, 0)  # the lesion's edge on the heat maps
+from bcmodels.render.outline import draw_outline
 
 
 def _points(ax: Axes, entries: Sequence[dict], y: np.ndarray, **style) -> None:
@@ -73,10 +71,7 @@ def _get(entries: dict, dotted: str) -> dict:
 
 def _outlined(image: np.ndarray, cam: np.ndarray, mask: np.ndarray) -> Image.Image:
     """The heat map over the image, the lesion's edge drawn on top."""
-    shown = overlay(image, cam)
-    edge = mask & ~(cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
-    shown[edge] = OUTLINE
-    return Image.fromarray(shown)
+    return Image.fromarray(draw_outline(overlay(image, cam), mask))
 
 
 def lowest_share_sheet(

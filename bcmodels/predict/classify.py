@@ -1,5 +1,6 @@
 """predict's models and the classification: checkpoints loaded as models, inputs decoded once per distinct
-preprocessing and run through every model, Grad-CAM maps of the predicted class handed to the caller.
+preprocessing and run through every model, Grad-CAM maps of the predicted class handed to the caller, with
+their energy share inside the lesion where the input has mask files (--masks).
 
 Images are decoded in chunks of IMAGES_PER_CHUNK by a pool of threads (Pillow releases the GIL while
 decoding and resizing; threads, unlike preprocess's spawned processes, need no second import of torch);
@@ -21,8 +22,9 @@ from torch import nn
 
 from bcmodels.config.schema import NAME
 from bcmodels.errors import ConfigError, DataError, WeightsError
+from bcmodels.evaluation.regions import cam_share
 from bcmodels.formats.checkpoint import Checkpoint, load_checkpoint
-from bcmodels.io.images import REMEDY, to_square
+from bcmodels.io.images import REMEDY, mask_square, to_square
 from bcmodels.io.progress import progress
 from bcmodels.models.gradcam import CamLayer, explain, target_layer
 from bcmodels.models.inference import predict_logits
@@ -117,6 +119,7 @@ class Row:
     name: str
     probs: dict[str, np.ndarray] = field(default_factory=dict)  # model label -> (K,) probabilities
     heatmaps: dict[str, str] = field(default_factory=dict)  # model label -> PNG path relative to --out
+    lesion_share: dict[str, float] = field(default_factory=dict)  # model label -> Grad-CAM share in the lesion
     error: str | None = None
 
 
@@ -130,6 +133,8 @@ class HeatMap:
     image: np.ndarray  # (S, S, 3) uint8, as the model saw it
     cam: np.ndarray  # (S, S) in [0, 1]
     probs: np.ndarray  # (K,)
+    mask: np.ndarray | None = None  # (S, S) bool, the lesion, where the input has mask files
+    lesion_share: float | None = None  # the map's energy share inside it (NaN: no lesion, or an empty map)
 
 
 HeatMapWriter = Callable[[HeatMap], str]  # writes a heat map; returns its path relative to --out
@@ -142,13 +147,23 @@ def _reason(err: DataError, name: str) -> str:
     return text.rstrip(".")
 
 
-def _prepare(source: Source, specs: Sequence[Spec]) -> dict[Spec, np.ndarray] | str:
-    """The source's model inputs (S, S, 3) uint8 for each preprocessing, or why it cannot be read."""
+@dataclass(frozen=True)
+class Prepared:
+    """One source as the models see it, for each preprocessing."""
+
+    images: dict[Spec, np.ndarray]  # (S, S, 3) uint8
+    masks: dict[Spec, np.ndarray]  # (S, S) bool, its mask files joined and made square alike; empty without
+
+
+def _prepare(source: Source, specs: Sequence[Spec]) -> Prepared | str:
+    """The source's model inputs for each preprocessing, with its lesion mask, or why it cannot be read (a mask
+    that cannot be read, or does not fit its image, fails the source, naming the mask file)."""
     try:
         image = source.read()  # type: ignore[misc]
+        masks = {spec: mask_square(source.masks, image.size, *spec) > 0 for spec in specs} if source.masks else {}
     except DataError as err:
         return _reason(err, source.name)
-    return {spec: np.asarray(to_square(image, *spec), dtype=np.uint8) for spec in specs}
+    return Prepared({spec: np.asarray(to_square(image, *spec), dtype=np.uint8) for spec in specs}, masks)
 
 
 def predict_sources(
@@ -175,7 +190,7 @@ def predict_sources(
     with ThreadPoolExecutor(threads) as pool, progress(total=len(readable), desc="predict", unit="image") as bar:
         for start in range(0, len(readable), IMAGES_PER_CHUNK):
             chunk = readable[start : start + IMAGES_PER_CHUNK]
-            inputs: list[tuple[int, dict[Spec, np.ndarray]]] = []
+            inputs: list[tuple[int, Prepared]] = []
             for i, prepared in zip(chunk, pool.map(prepare, [sources[i] for i in chunk])):
                 if isinstance(prepared, str):
                     rows[i].error = prepared
@@ -191,14 +206,14 @@ def predict_sources(
 
 def _run_model(
     m: LoadedModel,
-    inputs: list[tuple[int, dict[Spec, np.ndarray]]],
+    inputs: list[tuple[int, Prepared]],
     rows: list[Row],
     device: torch.device,
     batch_size: int,
     heatmaps: HeatMapWriter | None,
 ) -> None:
     c = m.checkpoint
-    arrays = np.stack([prepared[m.spec] for _, prepared in inputs])
+    arrays = np.stack([prepared.images[m.spec] for _, prepared in inputs])
     images = torch.from_numpy(arrays).permute(0, 3, 1, 2).to(device)
     logits = predict_logits(m.model, images, batch_size=batch_size, mean=c.mean, std=c.std)
     probs = torch.softmax(logits.double(), dim=1).numpy()
@@ -208,5 +223,9 @@ def _run_model(
         return
     targets = torch.from_numpy(probs.argmax(axis=1))
     maps = explain(m.model, images, targets, m.layer, batch_size=batch_size, mean=c.mean, std=c.std).numpy()
-    for (i, _), image, cam, p in zip(inputs, arrays, maps, probs):
-        rows[i].heatmaps[m.label] = heatmaps(HeatMap(i, rows[i].name, m, image, cam, p))
+    for (i, prepared), image, cam, p in zip(inputs, arrays, maps, probs):
+        mask = prepared.masks.get(m.spec)
+        share = None if mask is None else float(cam_share(cam[None], mask[None])[0])
+        if share is not None:
+            rows[i].lesion_share[m.label] = share
+        rows[i].heatmaps[m.label] = heatmaps(HeatMap(i, rows[i].name, m, image, cam, p, mask, share))

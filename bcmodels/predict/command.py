@@ -32,6 +32,12 @@ holding anything predict does not write is refused, as is a symbolic link.
   gradcam/<model>/<row>_<name>.png     --explain: the model's input and the heat map over it, titled with
                                        the predicted class and its probability (bcmodels.models.gradcam)
   gradcam/contact_sheet.png            --explain: the heat maps of the first MAX_SHEET_IMAGES images
+  <model>/lesion_share (a CSV column)  --explain --masks: the share of the heat map's energy inside the lesion,
+                                       from the mask files beside each image file named as BUSI names them
+                                       (<stem>_mask.png, <stem>_mask_1.png, ...: joined, made square as the
+                                       image, their edge drawn on the heat maps); empty for an image without
+                                       mask files or without a lesion (a normal image's empty mask), and for
+                                       images in zips. Mask files found beside images are not classified.
 <model> is the --model NAME, or the checkpoint file's name without .pt (made unique if two are the same).
 
 Errors: an input that cannot be read gets one `error: <input>: <why>` line on stderr and an error in its
@@ -80,6 +86,7 @@ def run(
     checkpoints: Path = DEFAULT_CHECKPOINTS,
     out: Path = DEFAULT_OUT,
     explain_maps: bool = False,
+    lesion_masks: bool = False,
     device: str = "auto",
     batch_size: int = 32,
     workers: int = 0,
@@ -94,13 +101,15 @@ def run(
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
     if workers < 0:
         raise ConfigError(f"--workers {workers}: must be 0 (one per core) or more")
+    if lesion_masks and not explain_maps:
+        raise ConfigError("--masks measures the heat maps against the lesion: give --explain too")
     check_out_dir(out)
     torch_device = resolve_device(device)
     models = load_models(names, files, checkpoints=checkpoints, device=torch_device, explain_layers=explain_maps)
     for m in models:
         say(m.describe())
     with ExitStack() as stack, atomic_dir(out) as tmp:
-        sources = collect_sources(paths, stack)
+        sources = collect_sources(paths, stack, with_masks=lesion_masks)
         say(f"{len(sources)} inputs, on {torch_device}")
         heatmaps = HeatMapFiles(tmp, len(sources)) if explain_maps else None
         rows = predict_sources(
@@ -112,7 +121,8 @@ def run(
             report=report,
             heatmaps=heatmaps,
         )
-        (tmp / CSV_NAME).write_text(csv_text(csv_header(models, explain_maps), csv_rows(rows, models, explain_maps)))
+        header = csv_header(models, explain_maps, lesion_masks)
+        (tmp / CSV_NAME).write_text(csv_text(header, csv_rows(rows, models, explain_maps, lesion_masks)))
         if heatmaps is not None:
             heatmaps.write_sheet(models, sum(1 for r in rows if not r.error))
     return Outcome(rows, models)
@@ -134,7 +144,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "its checkpoint records (geometry, size, normalisation).",
         epilog="output in --out:\n"
         "  predictions.csv                   a row per input: file, then per model <model>/predicted and\n"
-        "                                    <model>/p_<class> (and <model>/heatmap), then error\n"
+        "                                    <model>/p_<class> (and <model>/heatmap, <model>/lesion_share),\n"
+        "                                    then error\n"
         "  gradcam/<model>/<row>_<name>.png  --explain: input and Grad-CAM heat map of the predicted class\n"
         "  gradcam/contact_sheet.png         --explain: all heat maps (the first 120 images)\n"
         "An input that cannot be read gets one `error:` line and an error in its row; the exit status is then 1.\n"
@@ -183,6 +194,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also write a Grad-CAM heat map per image and model, and a contact sheet of them",
     )
     parser.add_argument(
+        "--masks",
+        action="store_true",
+        help="with --explain: measure each heat map against the image's lesion mask files, named as BUSI names "
+        "them (<stem>_mask.png beside <stem>.png); the share inside the lesion goes to <model>/lesion_share",
+    )
+    parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
@@ -214,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         checkpoints=args.checkpoints,
         out=args.out,
         explain_maps=args.explain,
+        lesion_masks=args.masks,
         device=args.device,
         batch_size=args.batch_size,
         workers=args.workers,

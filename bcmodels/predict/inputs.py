@@ -1,13 +1,14 @@
 """predict's inputs: image files, folders and zips of them, each image a Source that decodes it on demand or
-says why it cannot be read. Zip members pass bcmodels.io.archives' rules (the download stage's, with the
-limits below); a file is decoded only if it is a regular file, opened without blocking (a FIFO would hang
-the decoder for ever, a device never ends)."""
+says why it cannot be read, with its lesion mask files where asked for (BUSI's naming, MASK_NAME). Zip members
+pass bcmodels.io.archives' rules (the download stage's, with the limits below); a file is decoded only if it is a
+regular file, opened without blocking (a FIFO would hang the decoder for ever, a device never ends)."""
 
 from __future__ import annotations
 
 import functools
 import io
 import os
+import re
 import stat
 import zipfile
 from collections.abc import Callable, Sequence
@@ -38,6 +39,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_MEMBER_BYTES = 64_000_000  # one zip member; BUSI's largest image is under 1 MB
 MAX_ZIP_BYTES = 4_000_000_000  # all members of one zip, uncompressed
 MAX_ZIP_MEMBERS = 100_000
+# BUSI names the lesion masks of "<stem>.png" "<stem>_mask.png", "<stem>_mask_1.png", ... beside it.
+MASK_NAME = re.compile(r"(?P<stem>.+)_mask(_[0-9]+)?\.png", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Source:
     name: str
     read: Callable[[], Image.Image] | None = None
     error: str | None = None
+    masks: tuple[Path, ...] = ()  # its lesion mask files, joined (with --masks; none: no lesion drawn)
 
 
 def _skipped(parts: Sequence[str]) -> bool:
@@ -86,9 +90,26 @@ def read_file(path: Path) -> Image.Image:
         return decode(f)  # type: ignore[arg-type]  # PIL opens a file object as a path
 
 
-def folder_sources(root: Path) -> list[Source]:
+def masks_beside(folder: Path, names: Sequence[str]) -> dict[str, tuple[Path, ...]]:
+    """Image file name -> its mask files among names (files of one folder), by BUSI's naming; a file named like
+    a mask whose image is not there is no mask."""
+    stems = {Path(n).stem: n for n in names if _is_image_name(n) and not MASK_NAME.fullmatch(n)}
+    found: dict[str, list[Path]] = {}
+    for name in names:
+        match = MASK_NAME.fullmatch(name)
+        if match and match["stem"] in stems:
+            found.setdefault(stems[match["stem"]], []).append(folder / name)
+    return {image: tuple(sorted(masks)) for image, masks in found.items()}
+
+
+def _file_source(path: Path, masks: tuple[Path, ...] = ()) -> Source:
+    return Source(str(path), read=functools.partial(read_file, path), masks=masks)
+
+
+def folder_sources(root: Path, with_masks: bool = False) -> list[Source]:
     """The PNG and JPEG files below root, recursively (links to folders not followed), in sorted order; a
-    folder below root that cannot be listed is an input that failed, not a silent gap."""
+    folder below root that cannot be listed is an input that failed, not a silent gap. with_masks: each image
+    takes the mask files beside it (masks_beside), which are then no inputs of their own."""
     found: dict[Path, Source] = {}
 
     def unreadable(err: OSError) -> None:
@@ -99,10 +120,12 @@ def folder_sources(root: Path) -> list[Source]:
 
     for folder, dirs, files in os.walk(root, onerror=unreadable):
         dirs[:] = [d for d in dirs if not _skipped([d])]
-        for f in files:
-            if _is_image_name(f) and not _skipped([f]):
-                path = Path(folder) / f
-                found[path] = Source(str(path), read=functools.partial(read_file, path))
+        names = [f for f in files if _is_image_name(f) and not _skipped([f])]
+        masks = masks_beside(Path(folder), names) if with_masks else {}
+        taken = {p.name for paths in masks.values() for p in paths}
+        for f in names:
+            if f not in taken:
+                found[Path(folder) / f] = _file_source(Path(folder) / f, masks.get(f, ()))
     return [found[p] for p in sorted(found, key=lambda p: p.relative_to(root).parts)]
 
 
@@ -171,8 +194,17 @@ def zip_sources(path: Path, stack: ExitStack) -> list[Source]:
 # ---------------------------------------------------------------------------------------------- all
 
 
-def collect_sources(paths: Sequence[Path], stack: ExitStack) -> list[Source]:
-    """Every input image of the command line, in order; a path that yields none is an input that failed."""
+def _masks_of_file(path: Path) -> tuple[Path, ...]:
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return ()  # the image itself is then read, or refused, with its own error
+    return masks_beside(path.parent, [*names, path.name]).get(path.name, ())
+
+
+def collect_sources(paths: Sequence[Path], stack: ExitStack, with_masks: bool = False) -> list[Source]:
+    """Every input image of the command line, in order; a path that yields none is an input that failed.
+    with_masks: image files (given or in folders) take their mask files (masks_beside); images in zips none."""
     sources: list[Source] = []
     seen: set = set()
 
@@ -191,7 +223,7 @@ def collect_sources(paths: Sequence[Path], stack: ExitStack) -> list[Source]:
             add(("missing", str(path)), Source(str(path), error=_without_name(describe_os_error(err), str(path))))
             continue
         if stat.S_ISDIR(mode):
-            found = folder_sources(path)
+            found = folder_sources(path, with_masks)
             if not found:
                 add(("folder", path.resolve()), Source(str(path), error="a folder with no PNG or JPEG files in it"))
             for source in found:
@@ -200,7 +232,7 @@ def collect_sources(paths: Sequence[Path], stack: ExitStack) -> list[Source]:
             for source in zip_sources(path, stack):
                 add((path.resolve(), source.name), source)
         elif stat.S_ISREG(mode):
-            add(path.resolve(), Source(str(path), read=functools.partial(read_file, path)))
+            add(path.resolve(), _file_source(path, _masks_of_file(path) if with_masks else ()))
         else:
             problem = f"{file_type(mode)}, neither a file nor a folder; give image files, folders or zips"
             add(("other", str(path)), Source(str(path), error=problem))

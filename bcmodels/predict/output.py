@@ -15,6 +15,7 @@ from bcmodels.errors import ConfigError
 from bcmodels.models.gradcam import heatmap_figure, overlay
 from bcmodels.predict.classify import HeatMap, LoadedModel, Row
 from bcmodels.render.contact_sheet import contact_sheet
+from bcmodels.render.outline import draw_outline
 
 CSV_NAME = "predictions.csv"
 GRADCAM_DIR = "gradcam"
@@ -55,16 +56,25 @@ def check_out_dir(out: Path) -> None:
 # ---------------------------------------------------------------------------------------------- CSV and table
 
 
-def csv_header(models: Sequence[LoadedModel], explained: bool) -> list[str]:
+def csv_header(models: Sequence[LoadedModel], explained: bool, masked: bool = False) -> list[str]:
     header = ["file"]
     for m in models:
         header += [f"{m.label}/predicted", *(f"{m.label}/p_{c}" for c in m.checkpoint.classes)]
         if explained:
             header.append(f"{m.label}/heatmap")
+        if masked:
+            header.append(f"{m.label}/lesion_share")
     return [*header, "error"]
 
 
-def csv_rows(rows: Sequence[Row], models: Sequence[LoadedModel], explained: bool) -> Iterator[list[str]]:
+def _share(value: float | None) -> str:
+    """A lesion share as a CSV cell: empty where there is none (no mask files, no lesion, an empty map)."""
+    return "" if value is None or np.isnan(value) else f"{value:.4f}"
+
+
+def csv_rows(
+    rows: Sequence[Row], models: Sequence[LoadedModel], explained: bool, masked: bool = False
+) -> Iterator[list[str]]:
     for row in rows:
         cells = [row.name]
         for m in models:
@@ -76,6 +86,8 @@ def csv_rows(rows: Sequence[Row], models: Sequence[LoadedModel], explained: bool
                 cells += [m.checkpoint.classes[int(p.argmax())], *(f"{x:.6f}" for x in p)]
             if explained:
                 cells.append(row.heatmaps.get(m.label, ""))
+            if masked:
+                cells.append(_share(row.lesion_share.get(m.label)))
         yield [*cells, row.error or ""]
 
 
@@ -130,16 +142,18 @@ def _heatmap_path(label: str, index: int, total: int, name: str) -> str:
     return f"{GRADCAM_DIR}/{label}/{index + 1:0{digits}d}_{_file_stem(name)}.png"
 
 
-def _caption(name: str, label: str, classes: tuple[str, ...], p: np.ndarray) -> str:
+def _caption(name: str, label: str, classes: tuple[str, ...], p: np.ndarray, share: float | None) -> str:
     base = _file_stem(name)
     base = base if len(base) <= 24 else base[:23] + "~"
     k = int(p.argmax())
-    return f"{base}\n{label}\n{classes[k]} {p[k]:.2f}"
+    lesion = f", in lesion {_share(share)}" if _share(share) else ""
+    return f"{base}\n{label}\n{classes[k]} {p[k]:.2f}{lesion}"
 
 
 class HeatMapFiles:
     """Writes each heat map below out as it is computed (a classify.HeatMapWriter), titled with the predicted
-    class and its probability, and keeps thumbnails of the first MAX_SHEET_IMAGES rows for the contact sheet."""
+    class and its probability (and the map's share inside the lesion, whose edge is drawn in green, where the
+    input has mask files), and keeps thumbnails of the first MAX_SHEET_IMAGES rows for the contact sheet."""
 
     def __init__(self, out: Path, rows: int) -> None:
         self.out, self.rows = out, rows
@@ -151,16 +165,22 @@ class HeatMapFiles:
         relative = _heatmap_path(label, h.index, self.rows, h.name)
         layer = h.model.layer.name if h.model.layer else "?"
         title = f"{h.name}\n{label}: {c.classes[k]} {h.probs[k]:.3f} (Grad-CAM on {layer})"
+        image = h.image
+        if h.mask is not None:
+            share = _share(h.lesion_share)
+            title += f"\nshare of the map inside the lesion (green edge): {share or 'none (no lesion in the input)'}"
+            image = draw_outline(image, h.mask)
         target = self.out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        heatmap_figure(h.image, h.cam, title).save(target, format="PNG")
+        heatmap_figure(image, h.cam, title).save(target, format="PNG")
         if h.index < MAX_SHEET_IMAGES:
-            thumb = Image.fromarray(overlay(h.image, h.cam))
+            shown = overlay(h.image, h.cam)
+            thumb = Image.fromarray(shown if h.mask is None else draw_outline(shown, h.mask))
             small = thumb.width < SHEET_THUMB
             thumb = thumb.resize(
                 (SHEET_THUMB, SHEET_THUMB), Image.Resampling.NEAREST if small else Image.Resampling.BOX
             )
-            self.sheet[h.index].append(SheetCell(thumb, _caption(h.name, label, c.classes, h.probs)))
+            self.sheet[h.index].append(SheetCell(thumb, _caption(h.name, label, c.classes, h.probs, h.lesion_share)))
         return relative
 
     def write_sheet(self, models: Sequence[LoadedModel], classified: int) -> None:
