@@ -92,12 +92,13 @@ def read_file(path: Path) -> Image.Image:
 
 def masks_beside(folder: Path, names: Sequence[str]) -> dict[str, tuple[Path, ...]]:
     """Image file name -> its mask files among names (files of one folder), by BUSI's naming; a file named like
-    a mask whose image is not there is no mask."""
+    a mask whose image is not there is no mask, nor is anything but a regular file (a FIFO would hang the
+    decoder: as an input of its own it is refused unread)."""
     stems = {Path(n).stem: n for n in names if _is_image_name(n) and not MASK_NAME.fullmatch(n)}
     found: dict[str, list[Path]] = {}
     for name in names:
         match = MASK_NAME.fullmatch(name)
-        if match and match["stem"] in stems:
+        if match and match["stem"] in stems and (folder / name).is_file():
             found.setdefault(stems[match["stem"]], []).append(folder / name)
     return {image: tuple(sorted(masks)) for image, masks in found.items()}
 
@@ -199,7 +200,7 @@ def _masks_of_file(path: Path) -> tuple[Path, ...]:
         names = os.listdir(path.parent)
     except OSError:
         return ()  # the image itself is then read, or refused, with its own error
-    return masks_beside(path.parent, [*names, path.name]).get(path.name, ())
+    return masks_beside(path.parent, names).get(path.name, ())
 
 
 def collect_sources(paths: Sequence[Path], stack: ExitStack, with_masks: bool = False) -> list[Source]:
