@@ -1,5 +1,6 @@
 """The cross-validation benchmark's outputs: crossval/summary.json, a headline file per model for `dvc metrics
-show`, crossval/report.md and its figures, from the pooled statistics of bcmodels.evaluation.crossval."""
+show`, crossval/report.md and its figures, from the pooled statistics of bcmodels.evaluation.crossval; and
+crossval/validation.json, the same statistics on the validation images, for choosing between recipes."""
 
 from __future__ import annotations
 
@@ -159,4 +160,16 @@ def summarize_crossval(
         out / "figures" / "recall.png",
     )
     save_figure(confusion_figure(summary, models, classes), out / "figures" / "confusion.png")
+    return summary
+
+
+def summarize_validation(
+    models: Sequence[str], folds: Sequence[int], seeds: Sequence[int], root: Path, out: Path, **stats
+) -> dict:
+    """The validate stages' predictions below root (fold<k>-seed<s>/<model>.csv) pooled per model as the test
+    predictions are, in the same JSON layout at out; stats: resamples, seed, bins. Every image is validated once
+    over the folds (a fold's validation images are the next fold's test images)."""
+    oofs = {m: load_out_of_fold(root, m, folds, seeds) for m in models}
+    summary = summarize(models, oofs, **stats)
+    write_json(out, {"split": "validation", **summary})
     return summary
