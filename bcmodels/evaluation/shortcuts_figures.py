@@ -33,7 +33,8 @@ def _points(ax: Axes, entries: Sequence[dict], y: np.ndarray, **style) -> None:
 def shortcuts_figure(summary: dict, models: Sequence[str], path: Path) -> None:
     """Four panels, one row per model: the Grad-CAM share in the lesion and in the grown lesion beside the area a
     uniform map would give; accuracy on the marked images before and after the marks are removed; how often
-    lesion images are still called benign or malignant without their lesion, and normal images with a sham patch."""
+    lesion images are still called benign or malignant without their lesion, and normal images before and
+    with a sham patch."""
     fig = Figure(figsize=(15, 0.55 * len(models) + 2.6), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, 4, sharey=True)
     y = np.arange(len(models))[::-1].astype(float)
@@ -46,13 +47,14 @@ def shortcuts_figure(summary: dict, models: Sequence[str], path: Path) -> None:
          [("as they are", "marks_removed.accuracy_before"), ("marks removed", "marks_removed.accuracy")]),
         ("Called benign or malignant",
          [("lesion images", "lesion_removed.lesion_before"), ("lesion removed", "lesion_removed.still_lesion"),
+          ("normal images", "lesion_removed.sham.called_lesion_before"),
           ("normal, sham patch", "lesion_removed.sham.called_lesion")]),
     ]  # fmt: skip
     for ax, (title, series) in zip(axes, panels):
         for k, (label, key) in enumerate(series):
             entries = [_get(summary["models"][m], key) for m in models]
             offset = 0.2 - 0.4 * k / (len(series) - 1)  # the series of a model side by side in its row
-            _points(ax, entries, y + offset, label=label, fmt="os^"[k])
+            _points(ax, entries, y + offset, label=label, fmt="os^v"[k])
         ax.set_title(title)
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.5, len(models) - 0.5)
