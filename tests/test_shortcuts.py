@@ -98,6 +98,7 @@ def test_pooled_numbers_equal_the_plain_ones_on_the_resampled_images():
     rng = np.random.default_rng(1)
     images = _images(30, rng)
     looks = _looks(images, rng, 0.7, seeds=2)
+    looks.cam_on_background[::4] = np.nan  # images without background: no share
     weights = image_weights(30, 5, seed=3)
     samples = model_samples(images, looks, weights)
     for row in range(6):
@@ -112,6 +113,11 @@ def test_pooled_numbers_equal_the_plain_ones_on_the_resampled_images():
         defined = ~np.isnan(looks.cam_in_lesion[drawn])
         areas = np.broadcast_to(images.lesion_area[drawn][:, None], defined.shape)[defined]
         assert samples["lesion_area"][row] == pytest.approx(areas.mean())  # on exactly the entries of the share
+        on_background = looks.cam_on_background[drawn]
+        ground = np.broadcast_to(images.background_area[drawn][:, None], on_background.shape)
+        defined = ~np.isnan(on_background)
+        assert samples["background_area"][row] == pytest.approx(ground[defined].mean())
+        assert samples["cam_on_background_minus_area"][row] == pytest.approx((on_background - ground)[defined].mean())
     assert np.isnan(pooled(np.full((4, 1), np.nan), np.ones((1, 4))))[0]
     assert entry(np.array([np.nan, 1.0])) == {"value": None, "ci95": None}
 

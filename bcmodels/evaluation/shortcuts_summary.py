@@ -85,6 +85,7 @@ def model_samples(images: Images, looks: Looks, weights: np.ndarray) -> dict[str
     normal = images.classes.index(NORMAL)
     share = looks.cam_in_lesion
     defined = ~np.isnan(share)
+    on_background = ~np.isnan(looks.cam_on_background)  # images with background, and a map
     label = images.labels[:, None]
     before, after = looks.predicted == label, looks.predicted_mark_free == label
     lesion = images.lesion & images.lesion_edited
@@ -98,6 +99,8 @@ def model_samples(images: Images, looks: Looks, weights: np.ndarray) -> dict[str
         "cam_in_lesion_marked": pooled(share, weights, images.marked),
         "cam_in_lesion_unmarked": pooled(share, weights, ~images.marked),
         "cam_on_background": pooled(looks.cam_on_background, weights),
+        "background_area": pooled(_where(on_background, images.background_area[:, None] * per_seed), weights),
+        "cam_on_background_minus_area": pooled(looks.cam_on_background - images.background_area[:, None], weights),
         "accuracy_before": pooled(before, weights, images.marked),
         "accuracy": pooled(after, weights, images.marked),
         "accuracy_change": pooled(after.astype(float) - before, weights, images.marked),
@@ -111,6 +114,9 @@ def model_samples(images: Images, looks: Looks, weights: np.ndarray) -> dict[str
     }
     for c, name in enumerate(images.classes):
         out[f"cam_on_background_{name}"] = pooled(looks.cam_on_background, weights, images.labels == c)
+        out[f"cam_on_background_minus_area_{name}"] = pooled(
+            looks.cam_on_background - images.background_area[:, None], weights, images.labels == c
+        )
     return out
 
 
@@ -119,6 +125,7 @@ PAIRED = (
     "cam_in_lesion_grown",
     "cam_in_lesion_minus_area",
     "cam_on_background",
+    "cam_on_background_minus_area",
     "accuracy_change",
     "changed_share",
     "still_lesion",
@@ -140,7 +147,12 @@ def _model_summary(images: Images, looks: Looks, s: dict[str, np.ndarray]) -> di
             "unmarked": entry(s["cam_in_lesion_unmarked"]),
         },
         "cam_on_background": entry(s["cam_on_background"]),
+        "background_area": entry(s["background_area"]),
+        "cam_on_background_minus_area": entry(s["cam_on_background_minus_area"]),
         "cam_on_background_by_class": {c: entry(s[f"cam_on_background_{c}"]) for c in images.classes},
+        "cam_on_background_minus_area_by_class": {
+            c: entry(s[f"cam_on_background_minus_area_{c}"]) for c in images.classes
+        },
         "lesion_images": int((~np.isnan(looks.cam_in_lesion)).any(axis=1).sum()),
         "empty_maps": looks.empty_maps,
         "marks_removed": {
@@ -185,6 +197,9 @@ def summarize_shortcuts(images: Images, looks: dict[str, Looks], weights: np.nda
         "lesion_images": int(images.lesion.sum()),
         "marked_images": int(images.marked.sum()),
         "background_area_by_class": background,
+        "background_images_by_class": {
+            c: int((images.background_area[images.labels == i] > 0).sum()) for i, c in enumerate(images.classes)
+        },
         "models": {m: _model_summary(images, looks[m], samples[m]) for m in looks},
         "paired": {
             f"{a}_vs_{b}": {k: entry(samples[a][k] - samples[b][k]) for k in PAIRED}
