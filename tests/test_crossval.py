@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score, recall_score, roc_auc_score
+from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from bcmodels.config.schema import CLASSES
 from bcmodels.errors import DataError
@@ -48,6 +48,8 @@ def test_pooled_metrics_equal_those_of_all_out_of_fold_predictions_by_hand(folds
     assert point["weighted_f1"] == pytest.approx(f1_score(labels, preds, average="weighted"))
     for c, name in enumerate(CLASSES):
         assert point[f"recall_{name}"] == pytest.approx(recall_score(labels, preds, average=None)[c])
+        assert point[f"precision_{name}"] == pytest.approx(precision_score(labels, preds, average=None)[c])
+        assert point[f"f1_{name}"] == pytest.approx(f1_score(labels, preds, average=None)[c])
         assert point[f"auc_{name}"] == pytest.approx(roc_auc_score(labels == c, probs[:, c]))
     assert point["ece"] == pytest.approx(expected_calibration_error(labels, probs, 10))
 

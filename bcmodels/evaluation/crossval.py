@@ -94,13 +94,21 @@ def statistics(oof: OutOfFold, weights: np.ndarray, bins: int) -> dict[str, np.n
     preds = probs.argmax(axis=1)
     cells = np.zeros((n * seeds, k * k))
     cells[np.arange(n * seeds), labels * k + preds] = 1.0
-    scores = scores_from_confusions((rows @ cells).reshape(-1, k, k))
+    confusions = (rows @ cells).reshape(-1, k, k)
+    scores = scores_from_confusions(confusions)
+    true_positives = np.diagonal(confusions, axis1=1, axis2=2)
+    predicted = confusions.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0: a class never predicted (or absent) in a resample
+        precision = true_positives / predicted
+        f1 = 2 * true_positives / (confusions.sum(axis=2) + predicted)
     aucs = np.stack([weighted_auc(probs[:, c], labels == c, rows) for c in range(k)], axis=1)
     out = {name: scores[name] for name in ("accuracy", "macro_f1", "weighted_f1")}
     out["macro_auc"] = aucs.mean(axis=1)
     out["ece"] = weighted_ece(probs.max(axis=1), (preds == labels).astype(float), rows, bins)
     for c, name in enumerate(oof.classes):
         out[f"recall_{name}"] = scores["recall"][:, c]
+        out[f"precision_{name}"] = precision[:, c]
+        out[f"f1_{name}"] = f1[:, c]
         out[f"auc_{name}"] = aucs[:, c]
     return out
 
