@@ -9,8 +9,14 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from bcmodels.config.schema import CLASSES
 from bcmodels.errors import DataError
 from bcmodels.evaluation.crossval import load_out_of_fold, predictions_path, statistics, summarize
-from bcmodels.evaluation.crossval_report import summarize_crossval
-from bcmodels.evaluation.stats import expected_calibration_error, image_weights, weighted_auc, weighted_ece
+from bcmodels.evaluation.crossval_report import reliability_figure, summarize_crossval
+from bcmodels.evaluation.stats import (
+    expected_calibration_error,
+    image_weights,
+    reliability_bins,
+    weighted_auc,
+    weighted_ece,
+)
 from bcmodels.formats.predictions import Predictions, write_predictions
 
 FOLDS, N = (0, 1, 2), 60
@@ -100,5 +106,18 @@ def test_summarize_crossval_writes_headlines_report_and_figures(folds, tmp_path)
     assert (out / "summary" / "a.json").is_file() and (out / "report.md").is_file()
     report = (out / "report.md").read_text()
     assert "| a - b |" in report and f"{summary['images']} images tested" in report
-    for figure in ("metrics", "recall", "confusion"):
+    for figure in ("metrics", "recall", "confusion", "reliability"):
         assert (out / "figures" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "figures/reliability.png" in report
+
+
+def test_the_reliability_figure_shows_each_models_out_of_fold_accuracy_per_confidence_bin(folds):
+    oofs = {m: load_out_of_fold(folds["root"], m, FOLDS, [0]) for m in ("a", "b")}
+    summary = summarize(["a", "b"], oofs, resamples=10, seed=0, bins=10)
+    axes = reliability_figure(oofs, ["a", "b"], 10, summary).axes
+    for ax, m in zip(axes, ("a", "b")):
+        probs = folds["probs"][m]
+        bins = reliability_bins(folds["labels"], probs, 10)
+        assert [bar.get_height() for bar in ax.patches] == pytest.approx(np.nan_to_num(bins.accuracy))
+        assert ax.get_title().endswith(f"ECE {summary['models'][m]['ece']['value']:.3f}")
+        assert sum(int(t.get_text()[2:]) for t in ax.texts) == N  # every image in one bin

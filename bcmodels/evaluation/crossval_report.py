@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from bcmodels.evaluation.crossval import COMMAND, SUMMARY_METRICS, headline, load_out_of_fold, summarize
-from bcmodels.evaluation.stats import LEVEL
+from bcmodels.evaluation.crossval import COMMAND, SUMMARY_METRICS, OutOfFold, headline, load_out_of_fold, summarize
+from bcmodels.evaluation.stats import LEVEL, reliability_bins
 from bcmodels.io.files import write_json, write_text
-from bcmodels.render.figures import DPI, draw_confusion, save_figure
+from bcmodels.render.figures import DPI, draw_confusion, draw_reliability, save_figure
 from bcmodels.render.tables import metric_label, number, table
 
 
@@ -93,6 +93,10 @@ choice of images explains. It does not cover the variation between training seed
 ## Confusion matrices over all images
 
 ![Confusion matrices](figures/confusion.png)
+
+## Calibration: accuracy per top-label confidence bin over all images
+
+![Reliability diagrams](figures/reliability.png)
 """
 
 
@@ -121,6 +125,19 @@ def confusion_figure(summary: dict, models: Sequence[str], classes: Sequence[str
         matrix = np.array([[summary["models"][m]["confusion"][t][p] for p in classes] for t in classes])
         draw_confusion(ax, matrix, classes)
         ax.set_title(_two_lines(m))
+    return fig
+
+
+def reliability_figure(oofs: dict[str, OutOfFold], models: Sequence[str], bins: int, summary: dict) -> Figure:
+    """One reliability diagram per model over all its out-of-fold predictions (every seed), titled with its ECE."""
+    fig = Figure(figsize=(3.4 * len(models), 3.4), dpi=DPI, layout="constrained")
+    for ax, m in zip(fig.subplots(1, len(models), squeeze=False)[0], models):
+        oof = oofs[m]
+        seeds = oof.probs.shape[1]
+        labels = np.repeat(oof.labels, seeds)
+        probs = oof.probs.reshape(len(labels), -1)
+        ece = summary["models"][m]["ece"]["value"]
+        draw_reliability(ax, reliability_bins(labels, probs, bins), f"{_two_lines(m)}\nECE {ece:.3f}")
     return fig
 
 
@@ -160,6 +177,7 @@ def summarize_crossval(
         out / "figures" / "recall.png",
     )
     save_figure(confusion_figure(summary, models, classes), out / "figures" / "confusion.png")
+    save_figure(reliability_figure(oofs, models, bins, summary), out / "figures" / "reliability.png")
     return summary
 
 

@@ -18,7 +18,7 @@ from bcmodels.formats.history import read_history
 from bcmodels.formats.metrics import read_detail
 from bcmodels.formats.predictions import read_predictions
 from bcmodels.io.files import write_text
-from bcmodels.render.figures import DPI, draw_confusion, save_figure
+from bcmodels.render.figures import DPI, draw_confusion, draw_reliability, save_figure
 from bcmodels.render.tables import number, table
 
 # Table I ("Reported results") of the 2024 course report this project reproduces (docs/study.md), keyed by
@@ -253,28 +253,12 @@ def roc_figure(results: Sequence[ModelResults]) -> Figure:
 
 
 def reliability_figure(results: Sequence[ModelResults]) -> Figure:
-    """Accuracy per top-label confidence bin against the diagonal of perfect calibration, one panel per model;
-    each bar is labelled with the number of test images in its bin."""
+    """Accuracy per top-label confidence bin against perfect calibration, one panel per model."""
     fig, axes = _axes_row(results)
     for ax, r in zip(axes, results):
         calibration = r.metrics["calibration"]
         bins = reliability_bins(r.labels, r.probs, calibration["bins"])
-        width = np.diff(bins.edges)
-        ax.bar(
-            bins.edges[:-1],
-            np.nan_to_num(bins.accuracy),
-            width=width,
-            align="edge",
-            edgecolor="black",
-            label="accuracy in the bin (n = images)",
-        )
-        for left, w, count, height in zip(bins.edges[:-1], width, bins.count, np.nan_to_num(bins.accuracy)):
-            if count:
-                ax.text(left + w / 2, height + 0.01, f"n={count}", ha="center", va="bottom", fontsize="xx-small")
-        ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
-        ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="top-label confidence", ylabel="accuracy")
-        ax.set_title(f"{r.name}: ECE {calibration['ece']:.3f}")
-        ax.legend(loc="upper left", fontsize="small")
+        draw_reliability(ax, bins, f"{r.name}: ECE {calibration['ece']:.3f}")
     return fig
 
 

@@ -1,5 +1,5 @@
-"""What the report and the cross-validation summary draw alike: a confusion matrix on an axis, and a PNG
-written so that the same inputs give the same bytes."""
+"""What the report and the cross-validation summary draw alike: a confusion matrix and a reliability diagram on
+an axis, and a PNG written so that the same inputs give the same bytes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from bcmodels.evaluation.stats import ReliabilityBins
 from bcmodels.io.files import atomic_path
 
 DPI = 100
@@ -24,6 +25,28 @@ def draw_confusion(ax: Axes, matrix: np.ndarray, classes: Sequence[str]) -> None
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
+
+
+def draw_reliability(ax: Axes, bins: ReliabilityBins, title: str) -> None:
+    """Accuracy per top-label confidence bin against the diagonal of perfect calibration; each bar is labelled
+    with the number of images in its bin."""
+    width = np.diff(bins.edges)
+    accuracy = np.nan_to_num(bins.accuracy)
+    ax.bar(
+        bins.edges[:-1],
+        accuracy,
+        width=width,
+        align="edge",
+        edgecolor="black",
+        label="accuracy in the bin (n = images)",
+    )
+    for left, w, count, height in zip(bins.edges[:-1], width, bins.count, accuracy):
+        if count:
+            ax.text(left + w / 2, height + 0.01, f"n={count}", ha="center", va="bottom", fontsize="xx-small")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="top-label confidence", ylabel="accuracy")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
 
 
 def save_figure(fig: Figure, path: Path) -> None:
