@@ -36,7 +36,7 @@ test-fast: lint
 
 # Classify the study split's test images with the main run's checkpoints (data/checkpoints, from `make study`)
 # and draw where each model looked: predictions/predictions.csv and predictions/gradcam/contact_sheet.png.
-PREDICT_MODELS ?= simple_cnn,mobilenet
+PREDICT_MODELS ?= mobilenet_v2
 predict: env
 	awk -F, '$$3 == "test" {print "data/raw/Dataset_BUSI_with_GT/" $$1}' data/split.csv \
 	| xargs -d '\n' $(BIN)/python -m bcmodels.predict --model $(PREDICT_MODELS) --explain --out predictions

@@ -20,12 +20,12 @@ def raw():
 def test_project_params_load_with_the_study_recipe():
     params = load_params(PROJECT_ROOT / "params.yaml")
     models = params.train.model_configs
-    assert params.train.models == ("simple_cnn", "mobilenet", "resnet101")
+    assert params.train.models == ("simple_cnn", "mobilenet", "resnet101", "mobilenet_v2")  # the study's, then ours
     assert models["resnet101"].weights == "IMAGENET1K_V1"
     assert models["resnet101"].lr == 5e-5
     assert models["simple_cnn"].lr == models["mobilenet"].lr == 1e-3
     assert all(m.weight_decay == 0.0 for m in models.values())
-    assert [models[m].imbalance for m in params.train.models] == ["none"] * 3
+    assert [models[m].imbalance for m in params.train.models] == ["none"] * 4
     assert (params.train.batch_size, params.train.max_epochs) == (8, 20)
     assert (params.train.scheduler.step_size, params.train.scheduler.gamma) == (7, 0.1)
     assert (params.train.early_stopping.patience, params.train.early_stopping.start_epoch) == (2, 5)

@@ -25,7 +25,8 @@ from bcmodels.models.gradcam import explain
 from bcmodels.models.inference import predict_logits
 from bcmodels.predict import classify, inputs
 from bcmodels.predict import command as predict
-from tests.conftest import PROJECT_ROOT
+from bcmodels.predict.classify import DEFAULT_MODEL
+from tests.conftest import PROJECT_ROOT, project_params
 from tests.test_archives import _patch_zip, _snapshot
 from tests.test_download import _no_hang
 from tests.test_gradcam import one_thread, save_tiny, train_tiny  # noqa: F401  (one_thread: autouse fixture)
@@ -209,6 +210,13 @@ def test_a_missing_checkpoint_names_the_stage_that_makes_it(tmp_path, checkpoint
     err = _fails_with_one_line(capsys, argv)
     assert "resnet7.pt: not found" in err and "`dvc repro train@resnet7`" in err
     assert not out.exists()
+
+
+def test_without_a_model_the_benchmarks_best_main_run_checkpoint_is_used(tmp_path, checkpoints, capsys):
+    _rgb(40, 40).save(tmp_path / "a.png")
+    err = _fails_with_one_line(capsys, [str(tmp_path / "a.png"), "--checkpoints", str(checkpoints)])
+    assert f"{DEFAULT_MODEL}.pt: not found" in err and f"`dvc repro train@{DEFAULT_MODEL}`" in err
+    assert DEFAULT_MODEL in project_params().train.models  # the main run trains it
 
 
 def test_a_checkpoint_of_another_version_or_architecture_fails_the_run(tmp_path, checkpoints, capsys):

@@ -137,7 +137,10 @@ def reliability_figure(oofs: dict[str, OutOfFold], models: Sequence[str], bins: 
         labels = np.repeat(oof.labels, seeds)
         probs = oof.probs.reshape(len(labels), -1)
         ece = summary["models"][m]["ece"]["value"]
-        draw_reliability(ax, reliability_bins(labels, probs, bins), f"{_two_lines(m)}\nECE {ece:.3f}")
+        calibration = reliability_bins(labels, probs, bins)
+        draw_reliability(
+            ax, calibration.edges, calibration.count, calibration.accuracy, f"{_two_lines(m)}\nECE {ece:.3f}"
+        )
     return fig
 
 

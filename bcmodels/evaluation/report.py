@@ -258,7 +258,7 @@ def reliability_figure(results: Sequence[ModelResults]) -> Figure:
     for ax, r in zip(axes, results):
         calibration = r.metrics["calibration"]
         bins = reliability_bins(r.labels, r.probs, calibration["bins"])
-        draw_reliability(ax, bins, f"{r.name}: ECE {calibration['ece']:.3f}")
+        draw_reliability(ax, bins.edges, bins.count, bins.accuracy, f"{r.name}: ECE {calibration['ece']:.3f}")
     return fig
 
 

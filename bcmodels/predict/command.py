@@ -16,7 +16,8 @@ Every image is decoded by preprocess's rules (bcmodels.io.images): the same limi
 grey and transparency converted the same way, a broken file refused.
 
 Models: --model NAME is the main run's checkpoint <checkpoints>/NAME.pt (data/checkpoints/, which
-`dvc repro train@NAME` makes); --checkpoint FILE is any checkpoint file. Each image is made square exactly as
+`dvc repro train@NAME` makes); --checkpoint FILE is any checkpoint file; with neither, DEFAULT_MODEL (the
+benchmark's best, docs/model_card.md). Each image is made square exactly as
 the checkpoint records its training input was made (geometry, size, short side) and normalised with the
 checkpoint's mean and std. Images are decoded once (once per distinct preprocessing), in chunks of
 IMAGES_PER_CHUNK, by a pool of threads; each model then runs over a chunk in batches, on CUDA when there is
@@ -60,7 +61,14 @@ from tqdm import tqdm
 from bcmodels.errors import ConfigError
 from bcmodels.io.files import atomic_dir, csv_text
 from bcmodels.io.progress import say
-from bcmodels.predict.classify import DEFAULT_CHECKPOINTS, LoadedModel, Row, load_models, predict_sources
+from bcmodels.predict.classify import (
+    DEFAULT_CHECKPOINTS,
+    DEFAULT_MODEL,
+    LoadedModel,
+    Row,
+    load_models,
+    predict_sources,
+)
 from bcmodels.predict.inputs import collect_sources
 from bcmodels.predict.output import CSV_NAME, HeatMapFiles, check_out_dir, csv_header, csv_rows, format_table
 from bcmodels.runtime import resolve_device
@@ -164,7 +172,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="NAME",
         help="the main run's model NAME (checkpoint <checkpoints>/NAME.pt); repeat it, or give a comma-separated "
-        "list, for several",
+        f"list, for several. Without --model and --checkpoint: {DEFAULT_MODEL}, the benchmark's best "
+        "(docs/model_card.md)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -224,9 +233,10 @@ def _report(line: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    names = _names(args.model) or ([] if args.checkpoint else [DEFAULT_MODEL])
     outcome = run(
         args.paths,
-        names=_names(args.model),
+        names=names,
         files=args.checkpoint,
         checkpoints=args.checkpoints,
         out=args.out,

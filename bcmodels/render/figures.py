@@ -10,7 +10,6 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bcmodels.evaluation.stats import ReliabilityBins
 from bcmodels.io.files import atomic_path
 
 DPI = 100
@@ -27,22 +26,22 @@ def draw_confusion(ax: Axes, matrix: np.ndarray, classes: Sequence[str]) -> None
     ax.set_ylabel("actual")
 
 
-def draw_reliability(ax: Axes, bins: ReliabilityBins, title: str) -> None:
-    """Accuracy per top-label confidence bin against the diagonal of perfect calibration; each bar is labelled
-    with the number of images in its bin."""
-    width = np.diff(bins.edges)
-    accuracy = np.nan_to_num(bins.accuracy)
+def draw_reliability(ax: Axes, edges: np.ndarray, count: np.ndarray, accuracy: np.ndarray, title: str) -> None:
+    """Accuracy per top-label confidence bin (edges (B + 1,), images and accuracy per bin, NaN where empty)
+    against the diagonal of perfect calibration; each bar is labelled with the number of images in its bin."""
+    width = np.diff(edges)
+    accuracy = np.nan_to_num(accuracy)
     ax.bar(
-        bins.edges[:-1],
+        edges[:-1],
         accuracy,
         width=width,
         align="edge",
         edgecolor="black",
         label="accuracy in the bin (n = images)",
     )
-    for left, w, count, height in zip(bins.edges[:-1], width, bins.count, accuracy):
-        if count:
-            ax.text(left + w / 2, height + 0.01, f"n={count}", ha="center", va="bottom", fontsize="xx-small")
+    for left, w, n, height in zip(edges[:-1], width, count, accuracy):
+        if n:
+            ax.text(left + w / 2, height + 0.01, f"n={n}", ha="center", va="bottom", fontsize="xx-small")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="top-label confidence", ylabel="accuracy")
     ax.set_title(title)
