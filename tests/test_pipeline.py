@@ -17,12 +17,12 @@ from bcmodels.audit.overlay_check import draw_samples
 from bcmodels.config.load import load_params
 from bcmodels.formats.manifest import write_manifest
 from bcmodels.formats.overlays import LabelRow, write_labels
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, project_params
 from tests.synthetic import make_backbone_wheel, make_busi_tree, parent_of, zip_tree
 
 pytestmark = pytest.mark.slow  # minutes: every test stands on a whole `dvc repro`
 
-MODELS = ["simple_cnn", "mobilenet", "resnet101"]
+MODELS = list(project_params().train.models)  # the main run trains every one of them
 # What a run writes: left out of the copy, so that the test starts where a user without results would.
 GENERATED = ["dvc.lock", "data/split.csv", "data/audit", "metrics", "plots", "repeats", "crossval"]
 KEEP = ["repeats/dvc.yaml", "crossval/dvc.yaml", "plots/.gitignore"]
