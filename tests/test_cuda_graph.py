@@ -137,8 +137,10 @@ def test_the_compiled_augmentation_gives_the_same_batches_and_training():
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # the same compiled graph, reused
     for plain, compiled in zip(plain_stats, compiled_stats, strict=True):
         assert compiled == pytest.approx(plain, rel=1e-4)
+    # inductor's kernels sum in another order than the eager ops, and two epochs of updates carry that on: a
+    # weight ends up to 1.8e-5 away (torch 2.14.1 on this x86 CPU), other augmentation draws move one by 8e-3
     for a, b in zip(plain_model.parameters(), compiled_model.parameters(), strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
 
 
 class _ReplayedStep:
