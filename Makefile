@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: env study test test-fast lint predict plots-template
+.PHONY: env study test test-fast lint predict search plots-template
 
 env: $(VENV)/.installed
 
@@ -40,6 +40,13 @@ PREDICT_MODELS ?= mobilenet_v2
 predict: env
 	awk -F, '$$3 == "test" {print "data/raw/Dataset_BUSI_with_GT/" $$1}' data/split.csv \
 	| xargs -d '\n' $(BIN)/python -m bcmodels.predict --model $(PREDICT_MODELS) --explain --out predictions
+
+# Try a recipe of the benchmark's model on the validation folds only, as a DVC experiment (docs/search.md):
+# crossval/search/$(RECIPE)/overrides.txt holds the params.yaml settings it changes, one key=value a line. Then
+# `dvc repro crossval/dvc.yaml:summarize_search` compares the recipes tried (crossval/search.md).
+search: env
+	@test -n "$(RECIPE)" || { echo "usage: make search RECIPE=<name> (crossval/search/<name>/overrides.txt)"; exit 2; }
+	$(RUN) python -m bcmodels.search $(RECIPE)
 
 # Rebuild .dvc/plots/offline_page.html, the page `dvc plots show` and `dvc plots diff` write, with Vega,
 # Vega-Lite and Vega-Embed inlined from the npm registry (versions pinned in the script), so the plots

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow  # minutes: every test stands on a whole `dvc repr
 MODELS = list(project_params().train.models)  # the main run trains every one of them
 # What a run writes: left out of the copy, so that the test starts where a user without results would.
 GENERATED = ["dvc.lock", "data/split.csv", "data/audit", "metrics", "plots", "repeats", "crossval"]
-KEEP = ["repeats/dvc.yaml", "crossval/dvc.yaml", "plots/.gitignore"]
+KEEP = ["repeats/dvc.yaml", "crossval/dvc.yaml", "crossval/search/README.md", "plots/.gitignore"]
 REPORT_FIGURES = ["confusion", "curves", "roc", "reliability"]
 CROSSVAL_MODELS = ["simple_cnn", "mobilenet_v2"]  # mobilenet_v2 starts from the backbone stage's weights
 MARK_FREE_MODELS = ["simple_cnn"]  # also trained and tested on the images with their marks removed
@@ -277,6 +277,44 @@ def test_crossval_tests_every_image_once_without_leakage_and_pools_them(repo):
     again = _run([dvc, "repro", "crossval/dvc.yaml"], root, env).stdout
     assert "Running stage 'crossval/dvc.yaml:train@simple_cnn-0-1'" in again
     assert "Running stage 'crossval/dvc.yaml:train@simple_cnn-0-0'" not in again
+
+
+def test_a_recipe_is_tried_as_an_experiment_on_validation_folds_only_and_compared_with_its_model(repo):
+    """After the benchmark above (crossval.models: simple_cnn, seeds 0 and 1): `make search` in a copy of the
+    project, the workspace left as it was, then the comparison stage on the same validation images."""
+    root, env, dvc = repo["root"], repo["env"], repo["dvc"]
+    _run([dvc, "repro", "crossval/dvc.yaml"], root, env)  # nothing to do after the benchmark test
+    recipe = root / "crossval" / "search" / "faster"
+    recipe.mkdir(parents=True)
+    (recipe / "overrides.txt").write_text("train.simple_cnn.lr=0.01\n")
+    untouched = [
+        "params.yaml",
+        "crossval/dvc.lock",
+        *(str(p.relative_to(root)) for p in (root / "crossval" / "predictions").rglob("*.csv")),
+    ]
+    before = {rel: (root / rel).read_bytes() for rel in untouched}
+    out = _run([sys.executable, "-m", "bcmodels.search", "faster", "--model", "simple_cnn"], root, env).stdout
+    assert "--temp" in out and "evaluate@" not in out
+    assert {rel: (root / rel).read_bytes() for rel in untouched} == before  # the experiment ran in a copy
+    refs = _run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root, env).stdout.split()
+    (ref,) = [r for r in refs if r.endswith("/search-faster")]
+    assert (
+        YAML(typ="safe").load(_run(["git", "show", f"{ref}:params.yaml"], root, env).stdout)["train"]["simple_cnn"][
+            "lr"
+        ]
+        == 0.01
+    )
+    collected = sorted(p.relative_to(recipe).as_posix() for p in recipe.rglob("*.csv"))
+    assert collected == [f"fold{f}-seed{s}/simple_cnn.csv" for f in (0, 1, 2) for s in (0, 1)]
+    own = root / "crossval" / "validation"
+    assert any((recipe / rel).read_bytes() != (own / rel).read_bytes() for rel in collected)  # lr 0.01 trained anew
+    _run([dvc, "repro", "crossval/dvc.yaml:summarize_search"], root, env)
+    result = json.loads((root / "crossval" / "search.json").read_text())
+    faster, simple_cnn = result["recipes"]["faster"], result["models"]["simple_cnn"]
+    assert faster["model"] == "simple_cnn" and faster["overrides"] == ["train.simple_cnn.lr=0.01"]
+    gain = faster["minus_params_yaml"]["accuracy"]["value"]
+    assert gain == pytest.approx(faster["accuracy"]["value"] - simple_cnn["accuracy"]["value"])
+    assert "| faster | `train.simple_cnn.lr=0.01` |" in (root / "crossval" / "search.md").read_text()
 
 
 def test_metrics_show_is_one_narrow_row_per_model_and_study_without_warnings(studies):

@@ -1,0 +1,126 @@
+"""The recipe search (summarize_search in crossval/dvc.yaml, docs/search.md): each recipe tried for a model of the
+benchmark, pooled over its validation predictions, against that model as params.yaml trains it, on the same images.
+
+A recipe is a folder crossval/search/<recipe>/ holding overrides.txt (the params.yaml settings it changes, one
+`key=value` a line, as `dvc exp run -S` takes them) and the validation predictions of its runs, laid out as the
+validate stages lay out theirs (fold<k>-seed<s>/<model>.csv); `make search RECIPE=<recipe>` fills it
+(bcmodels/search.py). Only validation images are read: the test folds stay unseen until a recipe is chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bcmodels.config.schema import NAME
+from bcmodels.errors import DataError
+from bcmodels.evaluation.crossval import SUMMARY_METRICS, load_out_of_fold, summarize
+from bcmodels.io.files import write_json, write_text
+from bcmodels.render.tables import metric_label, number, table
+
+OVERRIDES = "overrides.txt"
+
+
+def read_overrides(path: Path) -> list[str]:
+    """A recipe's `key=value` lines (blank lines and # comments skipped); an error names the file and line."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing; write the params.yaml settings of the recipe there, one key=value a line")
+    overrides = []
+    for number_, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip() or not value.strip() or " " in key.strip():
+            raise DataError(f"{path}, line {number_}: {line!r} is not key=value (e.g. train.mobilenet_v2.lr=3e-4)")
+        overrides.append(f"{key.strip()}={value.strip()}")
+    if not overrides:
+        raise DataError(f"{path}: sets nothing; a recipe changes at least one params.yaml setting")
+    return overrides
+
+
+def recipes(root: Path) -> list[str]:
+    """The recipe folders below root, by name (none before the first search)."""
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder; it holds one folder per recipe (docs/search.md)")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    for name in names:
+        if NAME.fullmatch(name) is None:
+            raise DataError(f"{root / name}: a recipe's name must be letters, digits and _ (a letter first)")
+    return names
+
+
+def recipe_model(root: Path) -> str:
+    """The model a recipe changes: the one whose predictions its folder holds (fold<k>-seed<s>/<model>.csv)."""
+    models = {p.stem for p in root.glob("fold*-seed*/*.csv")}
+    if len(models) != 1:
+        found = ", ".join(sorted(models)) or "none"
+        raise DataError(f"{root}: holds predictions of {found}; a recipe holds those of the one model it changes")
+    return models.pop()
+
+
+def summarize_search(validation: Path, search: Path, folds: Sequence[int], seeds: Sequence[int], **stats) -> dict:
+    """Every recipe below search, pooled with intervals, and minus the model it changes as params.yaml trains it
+    (that model's validation predictions below validation), paired on the same images. stats: resamples, seed,
+    bins."""
+    by_model: dict[str, list[str]] = {}
+    for name in recipes(search):
+        model = recipe_model(search / name)
+        if model == name:
+            raise DataError(f"{search / name}: a recipe may not be named as the model it changes; rename the folder")
+        by_model.setdefault(model, []).append(name)
+    result: dict = {"split": "validation", "images": None, "seeds": len(seeds), "resamples": stats["resamples"]}
+    result |= {"models": {}, "recipes": {}}
+    for model, names in sorted(by_model.items()):
+        oofs = {name: load_out_of_fold(search / name, model, folds, seeds) for name in names}
+        oofs[model] = load_out_of_fold(validation, model, folds, seeds)
+        summary = summarize([*names, model], oofs, **stats)  # pairs (recipe, model): recipe minus model
+        keys = (*SUMMARY_METRICS, *(f"recall_{c}" for c in oofs[model].classes))
+        result["images"] = summary["images"]
+        result["models"][model] = {k: summary["models"][model][k] for k in keys}
+        for name in names:
+            result["recipes"][name] = {
+                "model": model,
+                "overrides": read_overrides(search / name / OVERRIDES),
+                **{k: summary["models"][name][k] for k in keys},
+                "minus_params_yaml": summary["paired"][f"{name}_vs_{model}"],
+            }
+    return result
+
+
+def markdown(result: dict) -> str:
+    """crossval/search.md: per model its own run, then one row per recipe: its numbers and paired differences."""
+    shown = ("accuracy", "macro_f1", "macro_auc")
+    rows = []
+    for model, own in result["models"].items():
+        rows.append([f"{model} (params.yaml)", "", *(number(own[k]["value"], own[k]["ci95"]) for k in shown)])
+        rows[-1] += [""] * len(shown)
+        for name, r in result["recipes"].items():
+            if r["model"] != model:
+                continue
+            diff = r["minus_params_yaml"]
+            rows.append(
+                [
+                    name,
+                    "<br>".join(f"`{o}`" for o in r["overrides"]),
+                    *(number(r[k]["value"], r[k]["ci95"]) for k in shown),
+                    *(number(diff[k]["value"], diff[k]["ci95"], sign=True) for k in shown),
+                ]
+            )
+    header = ["run", "settings", *(metric_label(k) for k in shown), *(f"{metric_label(k)} - own" for k in shown)]
+    tried = table(header, rows) if rows else "No recipe tried yet: `make search RECIPE=<name>`."
+    return f"""# Recipes tried, on the validation folds
+
+Each recipe's runs on the validation images of every fold ({result["images"]} images, {result["seeds"]} seed(s)
+per fold), pooled, with 95% bootstrap intervals over images; "- own" is the recipe minus its model as
+params.yaml trains it, paired on the same images. Early stopping chose each run's epoch on these images, so every
+number leans optimistic alike: they rank recipes. No test image was used. Made by
+`dvc repro crossval/dvc.yaml:summarize_search` from crossval/search/ (docs/search.md).
+
+{tried}
+"""
+
+
+def write_search(result: dict, out: Path, table_out: Path) -> None:
+    write_json(out, result)
+    write_text(table_out, markdown(result))

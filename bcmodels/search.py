@@ -1,0 +1,96 @@
+"""`make search RECIPE=<name>` (`python -m bcmodels.search <name>`): one recipe of the benchmark's model tried on
+the validation folds only, recorded as a DVC experiment (docs/search.md).
+
+crossval/search/<name>/overrides.txt holds the recipe: the params.yaml settings it changes, one `key=value` a
+line. The recipe runs as `dvc exp run --temp -S <each line>` on the model's train and validate stages of
+crossval/dvc.yaml (every fold and seed of crossval.folds and crossval.seeds), in a copy of the project, so that
+params.yaml and dvc.lock of the workspace stay as they are; the experiment keeps the checkpoints and every
+setting (`dvc exp show`). Its validation predictions are then copied from the experiment into
+crossval/search/<name>/, where `dvc repro crossval/dvc.yaml:summarize_search` compares every recipe with the
+model as params.yaml trains it. No test image is predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+from bcmodels.config.load import load_params
+from bcmodels.config.schema import NAME
+from bcmodels.errors import ConfigError, DataError, run_stage
+from bcmodels.evaluation.crossval import predictions_path
+from bcmodels.evaluation.search import OVERRIDES, read_overrides
+from bcmodels.io.files import write_text
+
+PIPELINE = "crossval/dvc.yaml"
+SEARCH = Path("crossval/search")
+VALIDATION = Path("crossval/validation")  # where the validate stages of PIPELINE write (their --predictions)
+DEFAULT_MODEL = "mobilenet_v2"  # the benchmark's best (docs/model_card.md)
+
+
+def experiment_name(recipe: str) -> str:
+    return f"search-{recipe}"
+
+
+def targets(model: str, folds, seeds) -> list[str]:
+    """The model's train and validate stages of PIPELINE for every fold and seed: all that a recipe reruns."""
+    runs = [f"{model}-{fold}-{seed}" for fold in folds for seed in seeds]
+    return [f"{PIPELINE}:{stage}@{run}" for stage in ("train", "validate") for run in runs]
+
+
+def experiment_command(recipe: str, overrides: list[str], model: str, folds, seeds) -> list[str]:
+    sets = [arg for o in overrides for arg in ("-S", o)]
+    return ["dvc", "exp", "run", "--temp", "--single-item", "-n", experiment_name(recipe), *sets,
+            *targets(model, folds, seeds)]  # fmt: skip
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
+
+
+def experiment_ref(recipe: str) -> str:
+    """The git ref of the recipe's experiment on the current commit (DVC keeps it under refs/exps)."""
+    head = _git("rev-parse", "HEAD").strip()
+    ref = f"refs/exps/{head[:2]}/{head[2:]}/{experiment_name(recipe)}"
+    if not _git("for-each-ref", "--format=%(refname)", ref).strip():
+        raise DataError(f"no experiment {experiment_name(recipe)} on commit {head[:7]} (`dvc exp show` lists them)")
+    return ref
+
+
+def collect(recipe: str, model: str, folds, seeds) -> list[Path]:
+    """Copy the experiment's validation predictions into the recipe's folder (git keeps them, not DVC)."""
+    ref, written = experiment_ref(recipe), []
+    for fold in folds:
+        for seed in seeds:
+            source = predictions_path(VALIDATION, fold, seed, model)
+            target = predictions_path(SEARCH / recipe, fold, seed, model)
+            write_text(target, _git("show", f"{ref}:{source.as_posix()}"))
+            written.append(target)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", help="a folder name below crossval/search/, holding overrides.txt")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"the model of crossval.models it changes ({DEFAULT_MODEL})"
+    )
+    args = parser.parse_args()
+    if NAME.fullmatch(args.recipe) is None:
+        raise ConfigError(f"recipe {args.recipe!r}: use letters, digits and _ (a letter first), as for a model")
+    cv = load_params().crossval
+    if args.model not in cv.models:
+        raise ConfigError(f"--model {args.model}: not in crossval.models ({', '.join(cv.models)})")
+    overrides = read_overrides(SEARCH / args.recipe / OVERRIDES)
+    command = experiment_command(args.recipe, overrides, args.model, cv.folds, cv.seeds)
+    print(" ".join(command), flush=True)
+    if subprocess.run(command).returncode != 0:
+        raise DataError(f"the experiment {experiment_name(args.recipe)} failed (above); nothing was copied")
+    written = collect(args.recipe, args.model, cv.folds, cv.seeds)
+    print(f"{len(written)} validation prediction files in {SEARCH / args.recipe}; compare the recipes with "
+          f"`dvc repro {PIPELINE}:summarize_search`")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,120 @@
+"""The recipe search: recipes read from their folders, compared with the model's own run on the same images."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+
+import numpy as np
+import pytest
+
+from bcmodels.config.schema import CLASSES
+from bcmodels.errors import DataError
+from bcmodels.evaluation.crossval import predictions_path
+from bcmodels.evaluation.search import markdown, read_overrides, summarize_search
+from bcmodels.formats.predictions import Predictions, write_predictions
+from bcmodels.search import experiment_command
+
+FOLDS, N = (0, 1, 2), 60
+STATS = {"resamples": 1000, "seed": 0, "bins": 10}
+
+
+def _probs(rng: np.random.Generator, labels: np.ndarray, skill: float) -> np.ndarray:
+    logits = rng.normal(size=(len(labels), 3))
+    logits[np.arange(len(labels)), labels] += skill
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+def _write_runs(root, model: str, files, labels, probs) -> None:
+    for fold in FOLDS:
+        rows = slice(20 * fold, 20 * fold + 20)
+        write_predictions(
+            predictions_path(root, fold, 0, model), Predictions(files[rows], CLASSES, labels[rows], probs[rows])
+        )
+
+
+@pytest.fixture
+def search(tmp_path):
+    """The model's own validation predictions and two recipes: a better one and an exact copy of the model."""
+    rng = np.random.default_rng(1)
+    files = [f"img{i:02d}.png" for i in range(N)]
+    labels = rng.choice(3, size=N, p=[0.55, 0.3, 0.15])
+    own, better = _probs(rng, labels, 0.5), _probs(rng, labels, 3.0)
+    _write_runs(tmp_path / "validation", "m", files, labels, own)
+    for name, probs, overrides in (
+        ("better", better, "train.m.lr=3e-4\n"),
+        ("same", own, "# none really\ntrain.m.seed=0\n"),
+    ):
+        _write_runs(tmp_path / "search" / name, "m", files, labels, probs)
+        (tmp_path / "search" / name / "overrides.txt").write_text(overrides)
+    accuracy = {k: float(np.mean(p.argmax(axis=1) == labels)) for k, p in (("own", own), ("better", better))}
+    return {"root": tmp_path, "accuracy": accuracy}
+
+
+def test_each_recipe_is_compared_with_the_models_own_run_on_the_same_images(search):
+    root, accuracy = search["root"], search["accuracy"]
+    result = summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+    assert result["split"] == "validation" and result["images"] == N and sorted(result["recipes"]) == ["better", "same"]
+    assert list(result["models"]) == ["m"]
+    assert result["models"]["m"]["accuracy"]["value"] == pytest.approx(accuracy["own"])
+    better = result["recipes"]["better"]
+    assert better["model"] == "m" and better["overrides"] == ["train.m.lr=3e-4"]
+    assert better["accuracy"]["value"] == pytest.approx(accuracy["better"])
+    gain = better["minus_params_yaml"]["accuracy"]
+    assert gain["value"] == pytest.approx(accuracy["better"] - accuracy["own"]) and gain["value"] > 0.2
+    assert gain["ci95"]["low"] > 0  # far better on the same images
+    same = result["recipes"]["same"]["minus_params_yaml"]
+    for name in ("accuracy", "macro_f1", "macro_auc"):  # paired: identical predictions differ by 0 in every resample
+        assert same[name]["value"] == 0 and same[name]["ci95"] == {"low": 0, "high": 0}
+    table = markdown(result)
+    assert "| m (params.yaml) |" in table and "| better | `train.m.lr=3e-4` |" in table and "+0." in table
+
+
+def test_without_recipes_the_table_says_none_was_tried(search):
+    root = search["root"]
+    (root / "empty").mkdir()
+    result = summarize_search(root / "validation", root / "empty", FOLDS, [0], **STATS)
+    assert result["recipes"] == {} and "No recipe tried yet" in markdown(result)
+
+
+def test_a_recipe_without_all_its_runs_of_one_model_or_named_as_its_model_is_refused(search):
+    root = search["root"]
+    predictions_path(root / "search" / "better", 2, 0, "m").unlink()
+    with pytest.raises(DataError, match=r"better.*fold2-seed0.*m\.csv"):
+        summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+    shutil.copy(
+        predictions_path(root / "search" / "same", 0, 0, "m"), predictions_path(root / "search" / "same", 0, 0, "n")
+    )
+    with pytest.raises(DataError, match=r"same: holds predictions of m, n; a recipe holds those of the one model"):
+        summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+    shutil.rmtree(root / "search" / "same")
+    shutil.copytree(root / "search" / "better", root / "search" / "m")
+    with pytest.raises(DataError, match="may not be named as the model"):
+        summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (None, r"overrides\.txt: missing"),
+        ("# only a comment\n\n", r"overrides\.txt: sets nothing"),
+        ("train.m.lr=1e-4\ntrain.m.lr 3e-4\n", r"overrides\.txt, line 2: 'train\.m\.lr 3e-4' is not key=value"),
+        ("=3\n", r"line 1: '=3' is not key=value"),
+    ],
+)
+def test_a_recipe_file_that_is_missing_or_not_key_value_is_refused_with_its_line(tmp_path, text, error):
+    path = tmp_path / "overrides.txt"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(DataError, match=error):
+        read_overrides(path)
+
+
+def test_a_recipe_reruns_only_the_models_train_and_validate_stages_in_a_copy_of_the_project():
+    command = experiment_command("lower_lr", ["train.m.lr=1e-5", "train.max_epochs=30"], "m", (0, 1), (0, 5))
+    assert command[:5] == ["dvc", "exp", "run", "--temp", "--single-item"]
+    assert command[command.index("-n") + 1] == "search-lower_lr"
+    assert [a for a, b in itertools.pairwise(command) if b.startswith("train.")] == ["-S", "-S"]
+    stages = [a.split(":", 1)[1] for a in command if a.startswith("crossval/dvc.yaml:")]
+    runs = ["m-0-0", "m-0-5", "m-1-0", "m-1-5"]
+    assert stages == [f"train@{r}" for r in runs] + [f"validate@{r}" for r in runs]  # never evaluate: no test image
