@@ -286,7 +286,7 @@ def test_a_recipe_is_tried_as_an_experiment_on_validation_folds_only_and_compare
     _run([dvc, "repro", "crossval/dvc.yaml"], root, env)  # nothing to do after the benchmark test
     recipe = root / "crossval" / "search" / "faster"
     recipe.mkdir(parents=True)
-    (recipe / "overrides.txt").write_text("train.simple_cnn.lr=0.01\n")
+    (recipe / "overrides.txt").write_text("train.simple_cnn.lr=0.03\n")
     untouched = [
         "params.yaml",
         "crossval/dvc.lock",
@@ -302,19 +302,19 @@ def test_a_recipe_is_tried_as_an_experiment_on_validation_folds_only_and_compare
         YAML(typ="safe").load(_run(["git", "show", f"{ref}:params.yaml"], root, env).stdout)["train"]["simple_cnn"][
             "lr"
         ]
-        == 0.01
+        == 0.03
     )
     collected = sorted(p.relative_to(recipe).as_posix() for p in recipe.rglob("*.csv"))
     assert collected == [f"fold{f}-seed{s}/simple_cnn.csv" for f in (0, 1, 2) for s in (0, 1)]
     own = root / "crossval" / "validation"
-    assert any((recipe / rel).read_bytes() != (own / rel).read_bytes() for rel in collected)  # lr 0.01 trained anew
+    assert any((recipe / rel).read_bytes() != (own / rel).read_bytes() for rel in collected)  # lr 0.03 trained anew
     _run([dvc, "repro", "crossval/dvc.yaml:summarize_search"], root, env)
     result = json.loads((root / "crossval" / "search.json").read_text())
     faster, simple_cnn = result["recipes"]["faster"], result["models"]["simple_cnn"]
-    assert faster["model"] == "simple_cnn" and faster["overrides"] == ["train.simple_cnn.lr=0.01"]
+    assert faster["model"] == "simple_cnn" and faster["overrides"] == ["train.simple_cnn.lr=0.03"]
     gain = faster["minus_params_yaml"]["accuracy"]["value"]
     assert gain == pytest.approx(faster["accuracy"]["value"] - simple_cnn["accuracy"]["value"])
-    assert "| faster | `train.simple_cnn.lr=0.01` |" in (root / "crossval" / "search.md").read_text()
+    assert "| faster | `train.simple_cnn.lr=0.03` |" in (root / "crossval" / "search.md").read_text()
 
 
 def test_metrics_show_is_one_narrow_row_per_model_and_study_without_warnings(studies):
