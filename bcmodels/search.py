@@ -17,16 +17,15 @@ import subprocess
 from pathlib import Path
 
 from bcmodels.config.load import load_params
-from bcmodels.config.schema import NAME
 from bcmodels.errors import ConfigError, DataError, run_stage
+from bcmodels.evaluation.best import DEFAULT_MODEL
 from bcmodels.evaluation.crossval import predictions_path
-from bcmodels.evaluation.search import OVERRIDES, read_overrides
+from bcmodels.evaluation.search import OVERRIDES, check_recipe_name, read_overrides
 from bcmodels.io.files import write_text
 
 PIPELINE = "crossval/dvc.yaml"
 SEARCH = Path("crossval/search")
 VALIDATION = Path("crossval/validation")  # where the validate stages of PIPELINE write (their --predictions)
-DEFAULT_MODEL = "mobilenet_v2"  # the benchmark's best (docs/model_card.md)
 
 
 def experiment_name(recipe: str) -> str:
@@ -49,18 +48,19 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
 
 
-def experiment_ref(recipe: str) -> str:
-    """The git ref of the recipe's experiment on the current commit (DVC keeps it under refs/exps)."""
-    head = _git("rev-parse", "HEAD").strip()
+def experiment_ref(recipe: str, head: str) -> str:
+    """The git ref of the recipe's experiment on commit head, the one it started from (DVC keeps it under
+    refs/exps/)."""
     ref = f"refs/exps/{head[:2]}/{head[2:]}/{experiment_name(recipe)}"
     if not _git("for-each-ref", "--format=%(refname)", ref).strip():
         raise DataError(f"no experiment {experiment_name(recipe)} on commit {head[:7]} (`dvc exp show` lists them)")
     return ref
 
 
-def collect(recipe: str, model: str, folds, seeds) -> list[Path]:
-    """Copy the experiment's validation predictions into the recipe's folder (git keeps them, not DVC)."""
-    ref, written = experiment_ref(recipe), []
+def collect(recipe: str, head: str, model: str, folds, seeds) -> list[Path]:
+    """Copy the validation predictions of the recipe's experiment on commit head into the recipe's folder (git
+    keeps them, not DVC)."""
+    ref, written = experiment_ref(recipe, head), []
     for fold in folds:
         for seed in seeds:
             source = predictions_path(VALIDATION, fold, seed, model)
@@ -77,17 +77,17 @@ def main() -> None:
         "--model", default=DEFAULT_MODEL, help=f"the model of crossval.models it changes ({DEFAULT_MODEL})"
     )
     args = parser.parse_args()
-    if NAME.fullmatch(args.recipe) is None:
-        raise ConfigError(f"recipe {args.recipe!r}: use letters, digits and _ (a letter first), as for a model")
+    check_recipe_name(SEARCH / args.recipe)
     cv = load_params().crossval
     if args.model not in cv.models:
         raise ConfigError(f"--model {args.model}: not in crossval.models ({', '.join(cv.models)})")
     overrides = read_overrides(SEARCH / args.recipe / OVERRIDES)
     command = experiment_command(args.recipe, overrides, args.model, cv.folds, cv.seeds)
     print(" ".join(command), flush=True)
+    head = _git("rev-parse", "HEAD").strip()  # a commit made while the experiment runs does not move its ref
     if subprocess.run(command).returncode != 0:
         raise DataError(f"the experiment {experiment_name(args.recipe)} failed (above); nothing was copied")
-    written = collect(args.recipe, args.model, cv.folds, cv.seeds)
+    written = collect(args.recipe, head, args.model, cv.folds, cv.seeds)
     print(f"{len(written)} validation prediction files in {SEARCH / args.recipe}; compare the recipes with "
           f"`dvc repro {PIPELINE}:summarize_search`")  # fmt: skip
 

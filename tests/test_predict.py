@@ -19,13 +19,13 @@ from PIL import Image
 
 from bcmodels.config.schema import CLASSES
 from bcmodels.errors import ConfigError, DataError, run_stage
+from bcmodels.evaluation.best import DEFAULT_MODEL
 from bcmodels.formats.checkpoint import load_checkpoint
 from bcmodels.io.images import decode, mask_square, to_square
 from bcmodels.models.gradcam import explain
 from bcmodels.models.inference import predict_logits
 from bcmodels.predict import classify, inputs
 from bcmodels.predict import command as predict
-from bcmodels.predict.classify import DEFAULT_MODEL
 from tests.conftest import PROJECT_ROOT, project_params
 from tests.test_archives import _patch_zip, _snapshot
 from tests.test_download import _no_hang

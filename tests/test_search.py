@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from bcmodels.errors import DataError
 from bcmodels.evaluation.crossval import predictions_path
 from bcmodels.evaluation.search import markdown, read_overrides, summarize_search
 from bcmodels.formats.predictions import Predictions, write_predictions
-from bcmodels.search import experiment_command
+from bcmodels.search import experiment_command, experiment_ref
 
 FOLDS, N = (0, 1, 2), 60
 STATS = {"resamples": 1000, "seed": 0, "bins": 10}
@@ -118,3 +119,19 @@ def test_a_recipe_reruns_only_the_models_train_and_validate_stages_in_a_copy_of_
     stages = [a.split(":", 1)[1] for a in command if a.startswith("crossval/dvc.yaml:")]
     runs = ["m-0-0", "m-0-5", "m-1-0", "m-1-5"]
     assert stages == [f"train@{r}" for r in runs] + [f"validate@{r}" for r in runs]  # never evaluate: no test image
+
+
+def test_a_recipes_experiment_is_found_on_the_commit_it_started_from_after_a_later_commit(tmp_path, monkeypatch):
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "start")
+    start = git("rev-parse", "HEAD").strip()
+    git("update-ref", f"refs/exps/{start[:2]}/{start[2:]}/search-lower_lr", start)  # where DVC keeps it
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "while it ran")
+    monkeypatch.chdir(tmp_path)
+    assert experiment_ref("lower_lr", start).endswith(f"{start[2:]}/search-lower_lr")
+    later = git("rev-parse", "HEAD").strip()
+    with pytest.raises(DataError, match=f"no experiment search-lower_lr on commit {later[:7]}"):
+        experiment_ref("lower_lr", later)

@@ -45,9 +45,14 @@ def recipes(root: Path) -> list[str]:
         raise DataError(f"{root}: no such folder; it holds one folder per recipe (docs/search.md)")
     names = sorted(p.name for p in root.iterdir() if p.is_dir())
     for name in names:
-        if NAME.fullmatch(name) is None:
-            raise DataError(f"{root / name}: a recipe's name must be letters, digits and _ (a letter first)")
+        check_recipe_name(root / name)
     return names
+
+
+def check_recipe_name(folder: Path) -> None:
+    """A recipe is named as a model is (it becomes part of a DVC experiment's name and of the tables' keys)."""
+    if NAME.fullmatch(folder.name) is None:
+        raise DataError(f"{folder}: a recipe's name must be letters, digits and _ (a letter first)")
 
 
 def recipe_model(root: Path) -> str:

@@ -33,8 +33,6 @@ from bcmodels.predict.inputs import Source
 
 IMAGES_PER_CHUNK = 256  # images decoded and held in memory at once (256 x 224 x 224 x 3 bytes = 39 MB)
 DEFAULT_CHECKPOINTS = Path("data/checkpoints")
-# Without --model or --checkpoint: the benchmark's best model (docs/model_card.md), as the main run trains it.
-DEFAULT_MODEL = "mobilenet_v2"
 
 Spec = tuple[str, int, int]  # geometry, image_size, resize_short_side
 

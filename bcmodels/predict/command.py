@@ -59,11 +59,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bcmodels.errors import ConfigError
+from bcmodels.evaluation.best import DEFAULT_MODEL
 from bcmodels.io.files import atomic_dir, csv_text
 from bcmodels.io.progress import say
 from bcmodels.predict.classify import (
     DEFAULT_CHECKPOINTS,
-    DEFAULT_MODEL,
     LoadedModel,
     Row,
     load_models,
