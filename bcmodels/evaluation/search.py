@@ -114,10 +114,11 @@ def markdown(result: dict) -> str:
             )
     header = ["run", "settings", *(metric_label(k) for k in shown), *(f"{metric_label(k)} - own" for k in shown)]
     tried = table(header, rows) if rows else "No recipe tried yet: `make search RECIPE=<name>`."
+    images = f"{result['images']} images, " if result["images"] else ""
     return f"""# Recipes tried, on the validation folds
 
-Each recipe's runs on the validation images of every fold ({result["images"]} images, {result["seeds"]} seed(s)
-per fold), pooled, with 95% bootstrap intervals over images; "- own" is the recipe minus its model as
+Each recipe's runs on the validation images of every fold ({images}{result["seeds"]} seed(s) per fold),
+pooled, with 95% bootstrap intervals over images; "- own" is the recipe minus its model as
 params.yaml trains it, paired on the same images. Early stopping chose each run's epoch on these images, so every
 number leans optimistic alike: they rank recipes. No test image was used. Made by
 `dvc repro crossval/dvc.yaml:summarize_search` from crossval/search/ (docs/search.md).
