@@ -48,7 +48,9 @@ def search(tmp_path):
     ):
         _write_runs(tmp_path / "search" / name, "m", files, labels, probs)
         (tmp_path / "search" / name / "overrides.txt").write_text(overrides)
+    mean = (own + better + own) / 3  # the model's run and its two recipes', averaged
     accuracy = {k: float(np.mean(p.argmax(axis=1) == labels)) for k, p in (("own", own), ("better", better))}
+    accuracy["ensemble"] = float(np.mean(mean.argmax(axis=1) == labels))
     return {"root": tmp_path, "accuracy": accuracy}
 
 
@@ -67,8 +69,13 @@ def test_each_recipe_is_compared_with_the_models_own_run_on_the_same_images(sear
     same = result["recipes"]["same"]["minus_params_yaml"]
     for name in ("accuracy", "macro_f1", "macro_auc"):  # paired: identical predictions differ by 0 in every resample
         assert same[name]["value"] == 0 and same[name]["ci95"] == {"low": 0, "high": 0}
+    ensemble = result["ensembles"]["m"]
+    assert ensemble["of"] == ["better", "same", "m"] and "ensemble" not in result["recipes"]
+    assert ensemble["accuracy"]["value"] == pytest.approx(accuracy["ensemble"])
+    assert ensemble["minus_params_yaml"]["accuracy"]["value"] == pytest.approx(accuracy["ensemble"] - accuracy["own"])
     table = markdown(result)
     assert "| m (params.yaml) |" in table and "| better | `train.m.lr=3e-4` |" in table and "+0." in table
+    assert "| ensemble (not a recipe) | mean probability of the 3 runs above |" in table
 
 
 def test_without_recipes_the_table_says_none_was_tried(search):
@@ -79,7 +86,7 @@ def test_without_recipes_the_table_says_none_was_tried(search):
     assert result["recipes"] == {} and "No recipe tried yet" in text and "None" not in text
 
 
-def test_a_recipe_without_all_its_runs_of_one_model_or_named_as_its_model_is_refused(search):
+def test_a_recipe_without_all_its_runs_of_one_model_or_named_as_a_row_of_the_table_is_refused(search):
     root = search["root"]
     predictions_path(root / "search" / "better", 2, 0, "m").unlink()
     with pytest.raises(DataError, match=r"better.*fold2-seed0.*m\.csv"):
@@ -91,7 +98,10 @@ def test_a_recipe_without_all_its_runs_of_one_model_or_named_as_its_model_is_ref
         summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
     shutil.rmtree(root / "search" / "same")
     shutil.copytree(root / "search" / "better", root / "search" / "m")
-    with pytest.raises(DataError, match="may not be named as the model"):
+    with pytest.raises(DataError, match="may not be named m "):
+        summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+    (root / "search" / "m").rename(root / "search" / "ensemble")
+    with pytest.raises(DataError, match="may not be named ensemble "):
         summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
 
 

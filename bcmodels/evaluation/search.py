@@ -10,7 +10,10 @@ validate stages lay out theirs (fold<k>-seed<s>/<model>.csv); `make search RECIP
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from bcmodels.config.schema import NAME
 from bcmodels.errors import DataError
@@ -19,6 +22,9 @@ from bcmodels.io.files import write_json, write_text
 from bcmodels.render.tables import metric_label, number, table
 
 OVERRIDES = "overrides.txt"
+# Not a recipe: the mean of the predicted probabilities of a model's own runs and of all its recipes' runs, image by
+# image; what averaging several trained networks would give (no stage of the pipeline averages models yet).
+ENSEMBLE = "ensemble"
 
 
 def read_overrides(path: Path) -> list[str]:
@@ -66,35 +72,41 @@ def recipe_model(root: Path) -> str:
 
 def summarize_search(validation: Path, search: Path, folds: Sequence[int], seeds: Sequence[int], **stats) -> dict:
     """Every recipe below search, pooled with intervals, and minus the model it changes as params.yaml trains it
-    (that model's validation predictions below validation), paired on the same images. stats: resamples, seed,
-    bins."""
+    (that model's validation predictions below validation), paired on the same images; and the same for the
+    ensemble of the model's runs and its recipes' runs. stats: resamples, seed, bins."""
     by_model: dict[str, list[str]] = {}
     for name in recipes(search):
         model = recipe_model(search / name)
-        if model == name:
-            raise DataError(f"{search / name}: a recipe may not be named as the model it changes; rename the folder")
+        if name in (model, ENSEMBLE):
+            raise DataError(
+                f"{search / name}: a recipe may not be named {name} (a row of the table); rename the folder"
+            )
         by_model.setdefault(model, []).append(name)
     result: dict = {"split": "validation", "images": None, "seeds": len(seeds), "resamples": stats["resamples"]}
-    result |= {"models": {}, "recipes": {}}
+    result |= {"models": {}, "recipes": {}, "ensembles": {}}
     for model, names in sorted(by_model.items()):
         oofs = {name: load_out_of_fold(search / name, model, folds, seeds) for name in names}
         oofs[model] = load_out_of_fold(validation, model, folds, seeds)
-        summary = summarize([*names, model], oofs, **stats)  # pairs (recipe, model): recipe minus model
+        runs = [ENSEMBLE, *names, model]
+        oofs[ENSEMBLE] = replace(oofs[model], probs=np.mean([oofs[n].probs for n in runs[1:]], axis=0))
+        summary = summarize(runs, oofs, **stats)  # pairs (recipe, model): recipe minus model
         keys = (*SUMMARY_METRICS, *(f"recall_{c}" for c in oofs[model].classes))
         result["images"] = summary["images"]
         result["models"][model] = {k: summary["models"][model][k] for k in keys}
-        for name in names:
-            result["recipes"][name] = {
-                "model": model,
-                "overrides": read_overrides(search / name / OVERRIDES),
-                **{k: summary["models"][name][k] for k in keys},
-                "minus_params_yaml": summary["paired"][f"{name}_vs_{model}"],
-            }
+        for name in runs[:-1]:
+            entry = {k: summary["models"][name][k] for k in keys}
+            entry["minus_params_yaml"] = summary["paired"][f"{name}_vs_{model}"]
+            if name == ENSEMBLE:
+                result["ensembles"][model] = {"of": runs[1:], **entry}
+            else:
+                result["recipes"][name] = {"model": model, "overrides": read_overrides(search / name / OVERRIDES)}
+                result["recipes"][name] |= entry
     return result
 
 
 def markdown(result: dict) -> str:
-    """crossval/search.md: per model its own run, then one row per recipe: its numbers and paired differences."""
+    """crossval/search.md: per model its own run, then one row per recipe and one for the ensemble: their numbers
+    and paired differences."""
     shown = ("accuracy", "macro_f1", "macro_auc")
     rows = []
     for model, own in result["models"].items():
@@ -112,6 +124,19 @@ def markdown(result: dict) -> str:
                     *(number(diff[k]["value"], diff[k]["ci95"], sign=True) for k in shown),
                 ]
             )
+        if model in result["ensembles"]:
+            e = result["ensembles"][model]
+            rows.append(
+                [
+                    f"{ENSEMBLE} (not a recipe)",
+                    f"mean probability of the {len(e['of'])} runs above",
+                    *(number(e[k]["value"], e[k]["ci95"]) for k in shown),
+                    *(
+                        number(e["minus_params_yaml"][k]["value"], e["minus_params_yaml"][k]["ci95"], sign=True)
+                        for k in shown
+                    ),
+                ]
+            )
     header = ["run", "settings", *(metric_label(k) for k in shown), *(f"{metric_label(k)} - own" for k in shown)]
     tried = table(header, rows) if rows else "No recipe tried yet: `make search RECIPE=<name>`."
     images = f"{result['images']} images, " if result["images"] else ""
@@ -120,8 +145,9 @@ def markdown(result: dict) -> str:
 Each recipe's runs on the validation images of every fold ({images}{result["seeds"]} seed(s) per fold),
 pooled, with 95% bootstrap intervals over images; "- own" is the recipe minus its model as
 params.yaml trains it, paired on the same images. Early stopping chose each run's epoch on these images, so every
-number leans optimistic alike: they rank recipes. No test image was used. Made by
-`dvc repro crossval/dvc.yaml:summarize_search` from crossval/search/ (docs/search.md).
+number leans optimistic alike: they rank recipes. "{ENSEMBLE}" is not a recipe: the mean of the probabilities
+of the model's runs and its recipes' runs, image by image, for what averaging trained networks gives. No test image
+was used. Made by `dvc repro crossval/dvc.yaml:summarize_search` from crossval/search/ (docs/search.md).
 
 {tried}
 """
