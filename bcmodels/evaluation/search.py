@@ -108,35 +108,25 @@ def markdown(result: dict) -> str:
     """crossval/search.md: per model its own run, then one row per recipe and one for the ensemble: their numbers
     and paired differences."""
     shown = ("accuracy", "macro_f1", "macro_auc")
+
+    def row(name: str, settings: str, entry: dict) -> list[str]:
+        diff = entry.get("minus_params_yaml")
+        return [
+            name,
+            settings,
+            *(number(entry[k]["value"], entry[k]["ci95"]) for k in shown),
+            *(number(diff[k]["value"], diff[k]["ci95"], sign=True) if diff else "" for k in shown),
+        ]
+
     rows = []
     for model, own in result["models"].items():
-        rows.append([f"{model} (params.yaml)", "", *(number(own[k]["value"], own[k]["ci95"]) for k in shown)])
-        rows[-1] += [""] * len(shown)
+        rows.append(row(f"{model} (params.yaml)", "", own))
         for name, r in result["recipes"].items():
-            if r["model"] != model:
-                continue
-            diff = r["minus_params_yaml"]
-            rows.append(
-                [
-                    name,
-                    "<br>".join(f"`{o}`" for o in r["overrides"]),
-                    *(number(r[k]["value"], r[k]["ci95"]) for k in shown),
-                    *(number(diff[k]["value"], diff[k]["ci95"], sign=True) for k in shown),
-                ]
-            )
+            if r["model"] == model:
+                rows.append(row(name, "<br>".join(f"`{o}`" for o in r["overrides"]), r))
         if model in result["ensembles"]:
             e = result["ensembles"][model]
-            rows.append(
-                [
-                    f"{ENSEMBLE} (not a recipe)",
-                    f"mean probability of the {len(e['of'])} runs above",
-                    *(number(e[k]["value"], e[k]["ci95"]) for k in shown),
-                    *(
-                        number(e["minus_params_yaml"][k]["value"], e["minus_params_yaml"][k]["ci95"], sign=True)
-                        for k in shown
-                    ),
-                ]
-            )
+            rows.append(row(f"{ENSEMBLE} (not a recipe)", f"mean probability of the {len(e['of'])} runs above", e))
     header = ["run", "settings", *(metric_label(k) for k in shown), *(f"{metric_label(k)} - own" for k in shown)]
     tried = table(header, rows) if rows else "No recipe tried yet: `make search RECIPE=<name>`."
     images = f"{result['images']} images, " if result["images"] else ""
