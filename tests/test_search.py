@@ -14,7 +14,7 @@ from bcmodels.errors import DataError
 from bcmodels.evaluation.crossval import predictions_path
 from bcmodels.evaluation.search import markdown, read_overrides, summarize_search
 from bcmodels.formats.predictions import Predictions, write_predictions
-from bcmodels.search import experiment_command, experiment_ref
+from bcmodels.search import check_applied, experiment_command, experiment_ref
 
 FOLDS, N = (0, 1, 2), 60
 STATS = {"resamples": 1000, "seed": 0, "bins": 10}
@@ -146,3 +146,21 @@ def test_a_recipes_experiment_is_found_on_the_commit_it_started_from_after_a_lat
     later = git("rev-parse", "HEAD").strip()
     with pytest.raises(DataError, match=f"no experiment search-lower_lr on commit {later[:7]}"):
         experiment_ref("lower_lr", later)
+
+
+def test_an_experiment_whose_params_lack_an_override_is_refused(tmp_path, monkeypatch):
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "params.yaml").write_text("train:\n  m:\n    lr: 1.0e-4\n    imbalance: none\n")
+    git("add", "params.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
+    head = git("rev-parse", "HEAD").strip()
+    git("update-ref", f"refs/exps/{head[:2]}/{head[2:]}/search-r", head)  # an experiment that kept params.yaml
+    monkeypatch.chdir(tmp_path)
+    check_applied("r", head, ["train.m.lr=1.0e-4", "train.m.imbalance=none"])  # 1.0e-4 and 0.0001 are one float
+    with pytest.raises(DataError, match=r"search-r trained with train\.m\.lr=0\.0001, not 1\.0e-3"):
+        check_applied("r", head, ["train.m.imbalance=none", "train.m.lr=1.0e-3"])
+    with pytest.raises(DataError, match=r"trained with train\.m\.seed=None, not 1"):
+        check_applied("r", head, ["train.m.seed=1"])
