@@ -59,26 +59,27 @@ def experiment_ref(recipe: str, head: str) -> str:
     return ref
 
 
-def check_applied(recipe: str, head: str, overrides: list[str]) -> None:
-    """Every override must be in the params.yaml the experiment recorded: DVC sets them in the workspace and
+def check_applied(ref: str, overrides: list[str]) -> None:
+    """Every override must be in the params.yaml the experiment at ref recorded: DVC sets them in the workspace and
     stashes it, so a commit made while it starts can leave them out (and in the workspace's params.yaml)."""
-    params = YAML(typ="safe").load(_git("show", f"{experiment_ref(recipe, head)}:params.yaml"))
+    yaml = YAML(typ="safe")
+    params = yaml.load(_git("show", f"{ref}:params.yaml"))
     for override in overrides:
         key, value = override.split("=", 1)
         node = params
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        if node != YAML(typ="safe").load(value):
+        if node != yaml.load(value):
             raise DataError(
-                f"the experiment {experiment_name(recipe)} trained with {key}={node}, not {value}: its runs are not "
+                f"the experiment {ref.rsplit('/', 1)[1]} trained with {key}={node}, not {value}: its runs are not "
                 f"the recipe; check `git status` (params.yaml) and `git log`, then run it again"
             )
 
 
-def collect(recipe: str, head: str, model: str, folds, seeds) -> list[Path]:
-    """Copy the validation predictions of the recipe's experiment on commit head into the recipe's folder (git
-    keeps them, not DVC)."""
-    ref, written = experiment_ref(recipe, head), []
+def collect(ref: str, recipe: str, model: str, folds, seeds) -> list[Path]:
+    """Copy the validation predictions of the experiment at ref into the recipe's folder (git keeps them, not
+    DVC)."""
+    written = []
     for fold in folds:
         for seed in seeds:
             source = predictions_path(VALIDATION, fold, seed, model)
@@ -105,8 +106,9 @@ def main() -> None:
     head = _git("rev-parse", "HEAD").strip()  # a commit made while the experiment runs does not move its ref
     if subprocess.run(command).returncode != 0:
         raise DataError(f"the experiment {experiment_name(args.recipe)} failed (above); nothing was copied")
-    check_applied(args.recipe, head, overrides)
-    written = collect(args.recipe, head, args.model, cv.folds, cv.seeds)
+    ref = experiment_ref(args.recipe, head)
+    check_applied(ref, overrides)
+    written = collect(ref, args.recipe, args.model, cv.folds, cv.seeds)
     print(f"{len(written)} validation prediction files in {SEARCH / args.recipe}; compare the recipes with "
           f"`dvc repro {PIPELINE}:summarize_search`")  # fmt: skip
 

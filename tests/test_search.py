@@ -159,8 +159,10 @@ def test_an_experiment_whose_params_lack_an_override_is_refused(tmp_path, monkey
     head = git("rev-parse", "HEAD").strip()
     git("update-ref", f"refs/exps/{head[:2]}/{head[2:]}/search-r", head)  # an experiment that kept params.yaml
     monkeypatch.chdir(tmp_path)
-    check_applied("r", head, ["train.m.lr=1.0e-4", "train.m.imbalance=none"])  # 1.0e-4 and 0.0001 are one float
+    check_applied(
+        experiment_ref("r", head), ["train.m.lr=1.0e-4", "train.m.imbalance=none"]
+    )  # 1.0e-4 and 0.0001 are one float
     with pytest.raises(DataError, match=r"search-r trained with train\.m\.lr=0\.0001, not 1\.0e-3"):
-        check_applied("r", head, ["train.m.imbalance=none", "train.m.lr=1.0e-3"])
+        check_applied(experiment_ref("r", head), ["train.m.imbalance=none", "train.m.lr=1.0e-3"])
     with pytest.raises(DataError, match=r"trained with train\.m\.seed=None, not 1"):
-        check_applied("r", head, ["train.m.seed=1"])
+        check_applied(experiment_ref("r", head), ["train.m.seed=1"])
