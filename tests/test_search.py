@@ -132,33 +132,35 @@ def test_a_recipe_reruns_only_the_models_train_and_validate_stages_in_a_copy_of_
     assert stages == [f"train@{r}" for r in runs] + [f"validate@{r}" for r in runs]  # never evaluate: no test image
 
 
-def test_a_recipes_experiment_is_found_on_the_commit_it_started_from_after_a_later_commit(tmp_path, monkeypatch):
-    def git(*args: str) -> str:
+@pytest.fixture
+def git(tmp_path, monkeypatch):
+    """git in a new repository at tmp_path, which becomes the working directory (as for `make search`)."""
+
+    def run(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
 
-    git("init", "-q")
+    run("init", "-q")
+    monkeypatch.chdir(tmp_path)
+    return run
+
+
+def test_a_recipes_experiment_is_found_on_the_commit_it_started_from_after_a_later_commit(git):
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "start")
     start = git("rev-parse", "HEAD").strip()
     git("update-ref", f"refs/exps/{start[:2]}/{start[2:]}/search-lower_lr", start)  # where DVC keeps it
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "while it ran")
-    monkeypatch.chdir(tmp_path)
     assert experiment_ref("lower_lr", start).endswith(f"{start[2:]}/search-lower_lr")
     later = git("rev-parse", "HEAD").strip()
     with pytest.raises(DataError, match=f"no experiment search-lower_lr on commit {later[:7]}"):
         experiment_ref("lower_lr", later)
 
 
-def test_an_experiment_whose_params_lack_an_override_is_refused(tmp_path, monkeypatch):
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
-
-    git("init", "-q")
+def test_an_experiment_whose_params_lack_an_override_is_refused(git, tmp_path):
     (tmp_path / "params.yaml").write_text("train:\n  m:\n    lr: 1.0e-4\n    imbalance: none\n")
     git("add", "params.yaml")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
     head = git("rev-parse", "HEAD").strip()
     git("update-ref", f"refs/exps/{head[:2]}/{head[2:]}/search-r", head)  # an experiment that kept params.yaml
-    monkeypatch.chdir(tmp_path)
     check_applied(
         experiment_ref("r", head), ["train.m.lr=1.0e-4", "train.m.imbalance=none"]
     )  # 1.0e-4 and 0.0001 are one float
