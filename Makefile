@@ -43,10 +43,11 @@ predict: env
 
 # Try a recipe of the benchmark's model on the validation folds only, as a DVC experiment (docs/search.md):
 # crossval/search/$(RECIPE)/overrides.txt holds the params.yaml settings it changes, one key=value a line. Then
-# `dvc repro crossval/dvc.yaml:summarize_search` compares the recipes tried (crossval/search.md).
+# `dvc repro crossval/dvc.yaml:summarize_search` compares the recipes tried (crossval/search.md). SEEDS="1 2" runs
+# other training seeds than crossval.seeds.
 search: env
 	@test -n "$(RECIPE)" || { echo "usage: make search RECIPE=<name> (crossval/search/<name>/overrides.txt)"; exit 2; }
-	$(RUN) python -m bcmodels.search $(RECIPE)
+	$(RUN) python -m bcmodels.search $(RECIPE) $(if $(SEEDS),--seeds $(SEEDS))
 
 # Rebuild .dvc/plots/offline_page.html, the page `dvc plots show` and `dvc plots diff` write, with Vega,
 # Vega-Lite and Vega-Embed inlined from the npm registry (versions pinned in the script), so the plots

@@ -4,7 +4,7 @@ by `make search`), against the model it changes as params.yaml trains it, on the
 import argparse
 from pathlib import Path
 
-from bcmodels.config.load import load_params
+from bcmodels.config.load import load_params, read_yaml
 from bcmodels.errors import run_stage
 from bcmodels.evaluation.search import summarize_search, write_search
 
@@ -19,7 +19,7 @@ def main() -> None:
     params = load_params()
     cv, ev = params.crossval, params.evaluate
     result = summarize_search(
-        args.validation, args.search, cv.folds, cv.seeds,
+        args.validation, args.search, cv.folds, cv.seeds, read_yaml(Path("params.yaml")),
         resamples=ev.bootstrap_resamples, seed=ev.bootstrap_seed, bins=ev.calibration_bins,
     )  # fmt: skip
     write_search(result, args.out, args.table)
@@ -30,7 +30,7 @@ def main() -> None:
     for name, r in result["recipes"].items():
         d = r["minus_params_yaml"]["accuracy"]
         print(
-            f"{name}: validation accuracy {r['accuracy']['value']:.3f}, "
+            f"{name} (seeds {', '.join(map(str, r['seeds']))}): validation accuracy {r['accuracy']['value']:.3f}, "
             f"{d['value']:+.3f} [{d['ci95']['low']:+.3f}, {d['ci95']['high']:+.3f}] against it"
         )
 

@@ -297,7 +297,7 @@ def test_a_recipe_is_tried_as_an_experiment_on_validation_folds_only_and_compare
     assert "--temp" in out and "evaluate@" not in out
     assert {rel: (root / rel).read_bytes() for rel in untouched} == before  # the experiment ran in a copy
     refs = _run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root, env).stdout.split()
-    (ref,) = [r for r in refs if r.endswith("/search-faster")]
+    (ref,) = [r for r in refs if r.endswith("/search-faster-seed0-1")]
     assert (
         YAML(typ="safe").load(_run(["git", "show", f"{ref}:params.yaml"], root, env).stdout)["train"]["simple_cnn"][
             "lr"
@@ -314,7 +314,17 @@ def test_a_recipe_is_tried_as_an_experiment_on_validation_folds_only_and_compare
     assert faster["model"] == "simple_cnn" and faster["overrides"] == ["train.simple_cnn.lr=0.03"]
     gain = faster["minus_params_yaml"]["accuracy"]["value"]
     assert gain == pytest.approx(faster["accuracy"]["value"] - simple_cnn["accuracy"]["value"])
-    assert "| faster | `train.simple_cnn.lr=0.03` |" in (root / "crossval" / "search.md").read_text()
+    assert "| faster | `train.simple_cnn.lr=0.03` | 0, 1 |" in (root / "crossval" / "search.md").read_text()
+    # A seed the benchmark lacks: the experiment makes its stages, and the comparison asks for params.yaml's run.
+    out = _run([sys.executable, "-m", "bcmodels.search", "faster", "--model", "simple_cnn", "--seeds", "2"], root, env)
+    assert "-S crossval.seeds=[2] crossval/dvc.yaml:train@simple_cnn-0-2" in out.stdout
+    assert (recipe / "fold2-seed2" / "simple_cnn.csv").is_file()
+    failed = _run([dvc, "repro", "crossval/dvc.yaml:summarize_search"], root, env, ok=False)
+    assert failed.returncode != 0
+    assert "runs seed 2, which simple_cnn as params.yaml trains it lacks" in failed.stdout + failed.stderr
+    for run in recipe.glob("fold*-seed2"):  # the later tests' `dvc repro crossval/dvc.yaml` compares seeds 0 and 1
+        shutil.rmtree(run)
+    _run([dvc, "repro", "crossval/dvc.yaml:summarize_search"], root, env)
 
 
 def test_metrics_show_is_one_narrow_row_per_model_and_study_without_warnings(studies):

@@ -26,11 +26,14 @@ def _probs(rng: np.random.Generator, labels: np.ndarray, skill: float) -> np.nda
     return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 
 
-def _write_runs(root, model: str, files, labels, probs) -> None:
+PARAMS = {"train": {"m": {"lr": 1.0e-4, "seed": 0}}}  # params.yaml as the summary reads it: "same" sets its values
+
+
+def _write_runs(root, model: str, files, labels, probs, seed: int = 0) -> None:
     for fold in FOLDS:
         rows = slice(20 * fold, 20 * fold + 20)
         write_predictions(
-            predictions_path(root, fold, 0, model), Predictions(files[rows], CLASSES, labels[rows], probs[rows])
+            predictions_path(root, fold, seed, model), Predictions(files[rows], CLASSES, labels[rows], probs[rows])
         )
 
 
@@ -51,12 +54,12 @@ def search(tmp_path):
     mean = (own + better + own) / 3  # the model's run and its two recipes', averaged
     accuracy = {k: float(np.mean(p.argmax(axis=1) == labels)) for k, p in (("own", own), ("better", better))}
     accuracy["ensemble"] = float(np.mean(mean.argmax(axis=1) == labels))
-    return {"root": tmp_path, "accuracy": accuracy}
+    return {"root": tmp_path, "accuracy": accuracy, "rng": rng, "files": files, "labels": labels, "own": own}
 
 
 def test_each_recipe_is_compared_with_the_models_own_run_on_the_same_images(search):
     root, accuracy = search["root"], search["accuracy"]
-    result = summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+    result = summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)
     assert result["split"] == "validation" and result["images"] == N and sorted(result["recipes"]) == ["better", "same"]
     assert list(result["models"]) == ["m"]
     assert result["models"]["m"]["accuracy"]["value"] == pytest.approx(accuracy["own"])
@@ -70,18 +73,48 @@ def test_each_recipe_is_compared_with_the_models_own_run_on_the_same_images(sear
     for name in ("accuracy", "macro_f1", "macro_auc"):  # paired: identical predictions differ by 0 in every resample
         assert same[name]["value"] == 0 and same[name]["ci95"] == {"low": 0, "high": 0}
     ensemble = result["ensembles"]["m"]
-    assert ensemble["of"] == ["better", "same", "m"] and "ensemble" not in result["recipes"]
+    assert ensemble["of"] == ["m seed 0", "better seed 0", "same seed 0"] and "ensemble" not in result["recipes"]
     assert ensemble["accuracy"]["value"] == pytest.approx(accuracy["ensemble"])
     assert ensemble["minus_params_yaml"]["accuracy"]["value"] == pytest.approx(accuracy["ensemble"] - accuracy["own"])
     table = markdown(result)
-    assert "| m (params.yaml) |" in table and "| better | `train.m.lr=3e-4` |" in table and "+0." in table
+    assert "| m (params.yaml) |  | 0 |" in table and "| better | `train.m.lr=3e-4` | 0 |" in table and "+0." in table
     assert "| ensemble (not a recipe) | mean probability of the 3 runs above |" in table
+
+
+def test_seeds_the_benchmark_lacks_come_from_the_recipe_of_params_yamls_own_values_and_pair_seed_by_seed(search):
+    """The benchmark ran seed 0; `make search SEEDS=1` ran "same" (params.yaml's values) and "better" with seed 1."""
+    root, rng, files, labels = search["root"], search["rng"], search["files"], search["labels"]
+    own1, better1 = _probs(rng, labels, 0.5), _probs(rng, labels, 0.5)  # with seed 1 "better" is no better
+    _write_runs(root / "search" / "same", "m", files, labels, own1, seed=1)
+    _write_runs(root / "search" / "better", "m", files, labels, better1, seed=1)
+    result = summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)
+    accuracy = {k: float(np.mean(p.argmax(axis=1) == labels)) for k, p in (("own1", own1), ("better1", better1))}
+    own = result["models"]["m"]
+    assert own["seeds"] == [0, 1]
+    assert own["accuracy"]["value"] == pytest.approx((search["accuracy"]["own"] + accuracy["own1"]) / 2)
+    better = result["recipes"]["better"]
+    per_seed = {
+        "0": search["accuracy"]["better"] - search["accuracy"]["own"],
+        "1": accuracy["better1"] - accuracy["own1"],
+    }
+    assert better["seeds"] == [0, 1] and better["accuracy_minus_params_yaml_per_seed"] == pytest.approx(per_seed)
+    assert better["minus_params_yaml"]["accuracy"]["value"] == pytest.approx(sum(per_seed.values()) / 2)
+    same = result["recipes"]["same"]  # its seed 1 is params.yaml's own run: compared on seed 0 alone
+    assert same["seeds"] == [0] and same["minus_params_yaml"]["accuracy"]["value"] == 0
+    assert result["ensembles"]["m"]["of"] == ["m seed 0", "m seed 1", "better seed 0", "better seed 1", "same seed 0"]
+    assert "| better | `train.m.lr=3e-4` | 0, 1 |" in markdown(result)
+    _write_runs(root / "search" / "better", "m", files, labels, better1, seed=2)
+    with pytest.raises(DataError, match=r"better: runs seed 2, which m as params.yaml trains it lacks.*SEEDS=2"):
+        summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)
+    shutil.copytree(root / "search" / "same", root / "search" / "same_twice")
+    with pytest.raises(DataError, match=r"same, same_twice all set only params\.yaml's own values; keep one"):
+        summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)
 
 
 def test_without_recipes_the_table_says_none_was_tried(search):
     root = search["root"]
     (root / "empty").mkdir()
-    result = summarize_search(root / "validation", root / "empty", FOLDS, [0], **STATS)
+    result = summarize_search(root / "validation", root / "empty", FOLDS, [0], PARAMS, **STATS)
     text = markdown(result)
     assert result["recipes"] == {} and "No recipe tried yet" in text and "None" not in text
 
@@ -90,19 +123,19 @@ def test_a_recipe_without_all_its_runs_of_one_model_or_named_as_a_row_of_the_tab
     root = search["root"]
     predictions_path(root / "search" / "better", 2, 0, "m").unlink()
     with pytest.raises(DataError, match=r"better.*fold2-seed0.*m\.csv"):
-        summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+        summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)
     shutil.copy(
         predictions_path(root / "search" / "same", 0, 0, "m"), predictions_path(root / "search" / "same", 0, 0, "n")
     )
     with pytest.raises(DataError, match=r"same: holds predictions of m, n; a recipe holds those of the one model"):
-        summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+        summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)
     shutil.rmtree(root / "search" / "same")
     shutil.copytree(root / "search" / "better", root / "search" / "m")
     with pytest.raises(DataError, match="may not be named m "):
-        summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+        summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)
     (root / "search" / "m").rename(root / "search" / "ensemble")
     with pytest.raises(DataError, match="may not be named ensemble "):
-        summarize_search(root / "validation", root / "search", FOLDS, [0], **STATS)
+        summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +158,7 @@ def test_a_recipe_file_that_is_missing_or_not_key_value_is_refused_with_its_line
 def test_a_recipe_reruns_only_the_models_train_and_validate_stages_in_a_copy_of_the_project():
     command = experiment_command("lower_lr", ["train.m.lr=1e-5", "train.max_epochs=30"], "m", (0, 1), (0, 5))
     assert command[:5] == ["dvc", "exp", "run", "--temp", "--single-item"]
-    assert command[command.index("-n") + 1] == "search-lower_lr"
+    assert command[command.index("-n") + 1] == "search-lower_lr-seed0-5"
     assert [a for a, b in itertools.pairwise(command) if b.startswith("train.")] == ["-S", "-S"]
     stages = [a.split(":", 1)[1] for a in command if a.startswith("crossval/dvc.yaml:")]
     runs = ["m-0-0", "m-0-5", "m-1-0", "m-1-5"]
@@ -149,10 +182,10 @@ def test_a_recipes_experiment_is_found_on_the_commit_it_started_from_after_a_lat
     start = git("rev-parse", "HEAD").strip()
     git("update-ref", f"refs/exps/{start[:2]}/{start[2:]}/search-lower_lr", start)  # where DVC keeps it
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "while it ran")
-    assert experiment_ref("lower_lr", start).endswith(f"{start[2:]}/search-lower_lr")
+    assert experiment_ref("search-lower_lr", start).endswith(f"{start[2:]}/search-lower_lr")
     later = git("rev-parse", "HEAD").strip()
     with pytest.raises(DataError, match=f"no experiment search-lower_lr on commit {later[:7]}"):
-        experiment_ref("lower_lr", later)
+        experiment_ref("search-lower_lr", later)
 
 
 def test_an_experiment_whose_params_lack_an_override_is_refused(git, tmp_path):
@@ -162,9 +195,9 @@ def test_an_experiment_whose_params_lack_an_override_is_refused(git, tmp_path):
     head = git("rev-parse", "HEAD").strip()
     git("update-ref", f"refs/exps/{head[:2]}/{head[2:]}/search-r", head)  # an experiment that kept params.yaml
     check_applied(
-        experiment_ref("r", head), ["train.m.lr=1.0e-4", "train.m.imbalance=none"]
+        experiment_ref("search-r", head), ["train.m.lr=1.0e-4", "train.m.imbalance=none"]
     )  # 1.0e-4 and 0.0001 are one float
     with pytest.raises(DataError, match=r"search-r trained with train\.m\.lr=0\.0001, not 1\.0e-3"):
-        check_applied(experiment_ref("r", head), ["train.m.imbalance=none", "train.m.lr=1.0e-3"])
+        check_applied(experiment_ref("search-r", head), ["train.m.imbalance=none", "train.m.lr=1.0e-3"])
     with pytest.raises(DataError, match=r"trained with train\.m\.seed=None, not 1"):
-        check_applied(experiment_ref("r", head), ["train.m.seed=1"])
+        check_applied(experiment_ref("search-r", head), ["train.m.seed=1"])

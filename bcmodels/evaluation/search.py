@@ -9,15 +9,17 @@ validate stages lay out theirs (fold<k>-seed<s>/<model>.csv); `make search RECIP
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from ruamel.yaml import YAML
 
 from bcmodels.config.schema import NAME
 from bcmodels.errors import DataError
-from bcmodels.evaluation.crossval import SUMMARY_METRICS, load_out_of_fold, summarize
+from bcmodels.evaluation.crossval import SUMMARY_METRICS, OutOfFold, load_out_of_fold, summarize
 from bcmodels.io.files import write_json, write_text
 from bcmodels.render.tables import metric_label, number, table
 
@@ -25,6 +27,7 @@ OVERRIDES = "overrides.txt"
 # Not a recipe: the mean of the predicted probabilities of a model's own runs and of all its recipes' runs, image by
 # image; what averaging several trained networks would give (no stage of the pipeline averages models yet).
 ENSEMBLE = "ensemble"
+RUN_FOLDER = re.compile(r"fold\d+-seed(\d+)")  # a run's predictions: fold<k>-seed<s>/<model>.csv
 
 
 def read_overrides(path: Path) -> list[str]:
@@ -70,10 +73,47 @@ def recipe_model(root: Path) -> str:
     return models.pop()
 
 
-def summarize_search(validation: Path, search: Path, folds: Sequence[int], seeds: Sequence[int], **stats) -> dict:
-    """Every recipe below search, pooled with intervals, and minus the model it changes as params.yaml trains it
-    (that model's validation predictions below validation), paired on the same images; and the same for the
-    ensemble of the model's runs and its recipes' runs. stats: resamples, seed, bins."""
+def recipe_seeds(root: Path) -> list[int]:
+    """The training seeds of the runs a recipe's folder holds (fold<k>-seed<s>/), in order."""
+    return sorted({int(m.group(1)) for p in root.iterdir() if (m := RUN_FOLDER.fullmatch(p.name))})
+
+
+def unmet_overrides(params: dict, overrides: list[str]) -> list[tuple[str, object, str]]:
+    """(key, value in params, override's value) of each override that params (a loaded params.yaml) does not
+    hold; 1.0e-4 and 0.0001 are one value."""
+    yaml = YAML(typ="safe")
+    unmet = []
+    for override in overrides:
+        key, value = override.split("=", 1)
+        node = params
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node != yaml.load(value):
+            unmet.append((key, node, value))
+    return unmet
+
+
+def _pool_seeds(parts: list[OutOfFold]) -> OutOfFold:
+    """Runs of one model with different seeds, loaded apart (from different folders), as one."""
+    for part in parts[1:]:
+        if part.files != parts[0].files:
+            raise DataError("runs of one model with different seeds were validated on different images")
+    return replace(parts[0], probs=np.concatenate([p.probs for p in parts], axis=1))
+
+
+def _accuracy(oof: OutOfFold) -> float:
+    return float(np.mean(oof.probs[:, 0].argmax(axis=1) == oof.labels))
+
+
+def summarize_search(
+    validation: Path, search: Path, folds: Sequence[int], seeds: Sequence[int], params: dict, **stats
+) -> dict:
+    """Every recipe below search, pooled with intervals, and minus the model it changes as params.yaml trains it,
+    paired on the same images and seeds; and the same for the ensemble of all the model's runs.
+
+    The params.yaml recipe's runs are the validate stages' (below validation, seeds) and, for other seeds, those of
+    the recipe whose overrides all hold in params (a loaded params.yaml): a recipe run with seeds the benchmark
+    lacks (`make search SEEDS=...`) is compared with it on those seeds. stats: resamples, seed, bins."""
     by_model: dict[str, list[str]] = {}
     for name in recipes(search):
         model = recipe_model(search / name)
@@ -82,40 +122,76 @@ def summarize_search(validation: Path, search: Path, folds: Sequence[int], seeds
                 f"{search / name}: a recipe may not be named {name} (a row of the table); rename the folder"
             )
         by_model.setdefault(model, []).append(name)
-    result: dict = {"split": "validation", "images": None, "seeds": len(seeds), "resamples": stats["resamples"]}
+    result: dict = {"split": "validation", "images": None, "resamples": stats["resamples"]}
     result |= {"models": {}, "recipes": {}, "ensembles": {}}
     for model, names in sorted(by_model.items()):
-        oofs = {name: load_out_of_fold(search / name, model, folds, seeds) for name in names}
-        oofs[model] = load_out_of_fold(validation, model, folds, seeds)
-        runs = [ENSEMBLE, *names, model]
-        oofs[ENSEMBLE] = replace(oofs[model], probs=np.mean([oofs[n].probs for n in runs[1:]], axis=0))
-        summary = summarize(runs, oofs, **stats)  # pairs (recipe, model): recipe minus model
-        keys = (*SUMMARY_METRICS, *(f"recall_{c}" for c in oofs[model].classes))
+        overrides = {name: read_overrides(search / name / OVERRIDES) for name in names}
+        same = [name for name in names if not unmet_overrides(params, overrides[name])]
+        if len(same) > 1:
+            raise DataError(f"{search}: {', '.join(same)} all set only params.yaml's own values; keep one of them")
+        own_runs = {s: load_out_of_fold(validation, model, folds, [s]) for s in seeds}
+        runs = {(name, s): load_out_of_fold(search / name, model, folds, [s]) for name in names
+                for s in recipe_seeds(search / name)}  # fmt: skip
+        for (name, s), run in runs.items():
+            if name in same and s not in own_runs:
+                own_runs[s] = run
+        own_seeds = sorted(own_runs)
+        own = _pool_seeds([own_runs[s] for s in own_seeds])
+        labels = [f"{model} seed {s}" for s in own_seeds]
+        members = [own]
+        summary = summarize([model], {model: own}, **stats)
         result["images"] = summary["images"]
-        result["models"][model] = {k: summary["models"][model][k] for k in keys}
-        for name in runs[:-1]:
-            entry = {k: summary["models"][name][k] for k in keys}
+        result["models"][model] = _entry(summary, model, own_seeds, own)
+        for name in names:
+            ran = recipe_seeds(search / name)
+            missing = [s for s in ran if s not in own_runs]
+            if missing:
+                raise DataError(
+                    f"{search / name}: runs seed {missing[0]}, which {model} as params.yaml trains it lacks; run "
+                    f"the recipe of params.yaml's own values with it (`make search RECIPE=<name> SEEDS={missing[0]}`)"
+                )
+            compared = [s for s in ran if name not in same or s in seeds]  # the rest stand in for params.yaml's
+            members += [runs[name, s] for s in compared]
+            labels += [f"{name} seed {s}" for s in compared]
+            if not compared:
+                continue
+            recipe = _pool_seeds([runs[name, s] for s in compared])
+            baseline = _pool_seeds([own_runs[s] for s in compared])
+            summary = summarize([name, model], {name: recipe, model: baseline}, **stats)
+            entry = _entry(summary, name, compared, recipe)
             entry["minus_params_yaml"] = summary["paired"][f"{name}_vs_{model}"]
-            if name == ENSEMBLE:
-                result["ensembles"][model] = {"of": runs[1:], **entry}
-            else:
-                result["recipes"][name] = {"model": model, "overrides": read_overrides(search / name / OVERRIDES)}
-                result["recipes"][name] |= entry
+            entry["accuracy_minus_params_yaml_per_seed"] = {
+                str(s): _accuracy(runs[name, s]) - _accuracy(own_runs[s]) for s in compared
+            }
+            result["recipes"][name] = {"model": model, "overrides": overrides[name], **entry}
+        ensemble = replace(own, probs=np.concatenate([m.probs for m in members], axis=1).mean(axis=1, keepdims=True))
+        summary = summarize([ENSEMBLE, model], {ENSEMBLE: ensemble, model: own}, **stats)
+        entry = _entry(summary, ENSEMBLE, [], ensemble)
+        entry["minus_params_yaml"] = summary["paired"][f"{ENSEMBLE}_vs_{model}"]
+        result["ensembles"][model] = {"of": labels, **entry}
     return result
 
 
+def _entry(summary: dict, name: str, seeds: list[int], oof: OutOfFold) -> dict:
+    keys = (*SUMMARY_METRICS, *(f"recall_{c}" for c in oof.classes))
+    return {"seeds": seeds, **{k: summary["models"][name][k] for k in keys}}
+
+
 def markdown(result: dict) -> str:
-    """crossval/search.md: per model its own run, then one row per recipe and one for the ensemble: their numbers
-    and paired differences."""
+    """crossval/search.md: per model its own runs, then one row per recipe and one for the ensemble: their numbers
+    and paired differences, overall and per seed."""
     shown = ("accuracy", "macro_f1", "macro_auc")
 
     def row(name: str, settings: str, entry: dict) -> list[str]:
         diff = entry.get("minus_params_yaml")
+        per_seed = entry.get("accuracy_minus_params_yaml_per_seed", {})
         return [
             name,
             settings,
+            ", ".join(map(str, entry["seeds"])),
             *(number(entry[k]["value"], entry[k]["ci95"]) for k in shown),
             *(number(diff[k]["value"], diff[k]["ci95"], sign=True) if diff else "" for k in shown),
+            ", ".join(f"{v:+.2f}" for v in per_seed.values()),
         ]
 
     rows = []
@@ -127,17 +203,22 @@ def markdown(result: dict) -> str:
         if model in result["ensembles"]:
             e = result["ensembles"][model]
             rows.append(row(f"{ENSEMBLE} (not a recipe)", f"mean probability of the {len(e['of'])} runs above", e))
-    header = ["run", "settings", *(metric_label(k) for k in shown), *(f"{metric_label(k)} - own" for k in shown)]
+    header = [
+        "run", "settings", "seeds", *(metric_label(k) for k in shown), *(f"{metric_label(k)} - own" for k in shown),
+        "accuracy - own, per seed",
+    ]  # fmt: skip
     tried = table(header, rows) if rows else "No recipe tried yet: `make search RECIPE=<name>`."
-    images = f"{result['images']} images, " if result["images"] else ""
+    images = f" ({result['images']} images)" if result["images"] else ""
     return f"""# Recipes tried, on the validation folds
 
-Each recipe's runs on the validation images of every fold ({images}{result["seeds"]} seed(s) per fold),
-pooled, with 95% bootstrap intervals over images; "- own" is the recipe minus its model as
-params.yaml trains it, paired on the same images. Early stopping chose each run's epoch on these images, so every
-number leans optimistic alike: they rank recipes. "{ENSEMBLE}" is not a recipe: the mean of the probabilities
-of the model's runs and its recipes' runs, image by image, for what averaging trained networks gives. No test image
-was used. Made by `dvc repro crossval/dvc.yaml:summarize_search` from crossval/search/ (docs/search.md).
+Each recipe's runs on the validation images of every fold{images}, pooled over the training seeds it ran, with
+95% bootstrap intervals over images; "- own" is the recipe minus its model as params.yaml trains it, paired on the
+same images and seeds, and "per seed" is that accuracy difference seed by seed, which shows how much of a gain one
+more training seed keeps. Where the benchmark lacks a seed, params.yaml's runs are those of the recipe that sets
+only params.yaml's own values. Early stopping chose each run's epoch on these images, so every number leans
+optimistic alike: they rank recipes. "{ENSEMBLE}" is not a recipe: the mean of the probabilities of all the runs
+above, image by image, for what averaging trained networks gives. No test image was used. Made by
+`dvc repro crossval/dvc.yaml:summarize_search` from crossval/search/ (docs/search.md).
 
 {tried}
 """
