@@ -104,7 +104,7 @@ def test_seeds_the_benchmark_lacks_come_from_the_recipe_of_params_yamls_own_valu
     assert result["ensembles"]["m"]["of"] == ["m seed 0", "m seed 1", "better seed 0", "better seed 1", "same seed 0"]
     assert "| better | `train.m.lr=3e-4` | 0, 1 |" in markdown(result)
     _write_runs(root / "search" / "better", "m", files, labels, better1, seed=2)
-    with pytest.raises(DataError, match=r"better: runs seed 2, which m as params.yaml trains it lacks.*SEEDS=2"):
+    with pytest.raises(DataError, match=r"better: runs seed 2, which m as params.yaml .* lacks.*RECIPE=same SEEDS=2"):
         summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)
     shutil.copytree(root / "search" / "same", root / "search" / "same_twice")
     with pytest.raises(DataError, match=r"same, same_twice all set only params\.yaml's own values; keep one"):

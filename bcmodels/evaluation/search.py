@@ -146,9 +146,10 @@ def summarize_search(
             ran = recipe_seeds(search / name)
             missing = [s for s in ran if s not in own_runs]
             if missing:
+                recipe = same[0] if same else "<a recipe that sets only params.yaml's own values>"
                 raise DataError(
                     f"{search / name}: runs seed {missing[0]}, which {model} as params.yaml trains it lacks; run "
-                    f"the recipe of params.yaml's own values with it (`make search RECIPE=<name> SEEDS={missing[0]}`)"
+                    f"params.yaml's recipe with it: `make search RECIPE={recipe} SEEDS={missing[0]}`"
                 )
             compared = [s for s in ran if name not in same or s in seeds]  # the rest stand in for params.yaml's
             members += [runs[name, s] for s in compared]
