@@ -74,6 +74,7 @@ def test_each_recipe_is_compared_with_the_models_own_run_on_the_same_images(sear
         assert same[name]["value"] == 0 and same[name]["ci95"] == {"low": 0, "high": 0}
     ensemble = result["ensembles"]["m"]
     assert ensemble["of"] == ["m seed 0", "better seed 0", "same seed 0"] and "ensemble" not in result["recipes"]
+    assert result["seed_means"] == {}  # one seed: nothing to average
     assert ensemble["accuracy"]["value"] == pytest.approx(accuracy["ensemble"])
     assert ensemble["minus_params_yaml"]["accuracy"]["value"] == pytest.approx(accuracy["ensemble"] - accuracy["own"])
     table = markdown(result)
@@ -99,10 +100,16 @@ def test_seeds_the_benchmark_lacks_come_from_the_recipe_of_params_yamls_own_valu
     }
     assert better["seeds"] == [0, 1] and better["accuracy_minus_params_yaml_per_seed"] == pytest.approx(per_seed)
     assert better["minus_params_yaml"]["accuracy"]["value"] == pytest.approx(sum(per_seed.values()) / 2)
+    averaged = result["seed_means"]["m"]  # params.yaml's two runs, their probabilities averaged image by image
+    mean_accuracy = float(np.mean(((search["own"] + own1) / 2).argmax(axis=1) == labels))
+    assert averaged["seeds"] == [0, 1] and averaged["accuracy"]["value"] == pytest.approx(mean_accuracy)
+    assert averaged["minus_params_yaml"]["accuracy"]["value"] == pytest.approx(mean_accuracy - own["accuracy"]["value"])
     same = result["recipes"]["same"]  # its seed 1 is params.yaml's own run: compared on seed 0 alone
     assert same["seeds"] == [0] and same["minus_params_yaml"]["accuracy"]["value"] == 0
     assert result["ensembles"]["m"]["of"] == ["m seed 0", "m seed 1", "better seed 0", "better seed 1", "same seed 0"]
-    assert "| better | `train.m.lr=3e-4` | 0, 1 |" in markdown(result)
+    table = markdown(result)
+    assert "| better | `train.m.lr=3e-4` | 0, 1 |" in table
+    assert "| seeds_averaged (not a recipe) | mean probability of the 2 runs above | 0, 1 |" in table
     _write_runs(root / "search" / "better", "m", files, labels, better1, seed=2)
     with pytest.raises(DataError, match=r"better: runs seed 2, which m as params.yaml .* lacks.*RECIPE=same SEEDS=2"):
         summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)

@@ -27,6 +27,8 @@ OVERRIDES = "overrides.txt"
 # Not a recipe: the mean of the predicted probabilities of a model's own runs and of all its recipes' runs, image by
 # image; what averaging several trained networks would give (no stage of the pipeline averages models yet).
 ENSEMBLE = "ensemble"
+# Not a recipe either: the mean of the probabilities of params.yaml's runs alone, over their seeds.
+SEED_MEAN = "seeds_averaged"
 RUN_FOLDER = re.compile(r"fold\d+-seed(\d+)")  # a run's predictions: fold<k>-seed<s>/<model>.csv
 
 
@@ -117,13 +119,13 @@ def summarize_search(
     by_model: dict[str, list[str]] = {}
     for name in recipes(search):
         model = recipe_model(search / name)
-        if name in (model, ENSEMBLE):
+        if name in (model, ENSEMBLE, SEED_MEAN):
             raise DataError(
                 f"{search / name}: a recipe may not be named {name} (a row of the table); rename the folder"
             )
         by_model.setdefault(model, []).append(name)
     result: dict = {"split": "validation", "images": None, "resamples": stats["resamples"]}
-    result |= {"models": {}, "recipes": {}, "ensembles": {}}
+    result |= {"models": {}, "seed_means": {}, "recipes": {}, "ensembles": {}}
     for model, names in sorted(by_model.items()):
         overrides = {name: read_overrides(search / name / OVERRIDES) for name in names}
         same = [name for name in names if not unmet_overrides(params, overrides[name])]
@@ -142,6 +144,12 @@ def summarize_search(
         summary = summarize([model], {model: own}, **stats)
         result["images"] = summary["images"]
         result["models"][model] = _entry(summary, model, own_seeds, own)
+        if len(own_seeds) > 1:
+            averaged = replace(own, probs=own.probs.mean(axis=1, keepdims=True))
+            summary = summarize([SEED_MEAN, model], {SEED_MEAN: averaged, model: own}, **stats)
+            entry = _entry(summary, SEED_MEAN, own_seeds, averaged)
+            entry["minus_params_yaml"] = summary["paired"][f"{SEED_MEAN}_vs_{model}"]
+            result["seed_means"][model] = entry
         for name in names:
             ran = recipe_seeds(search / name)
             missing = [s for s in ran if s not in own_runs]
@@ -198,6 +206,9 @@ def markdown(result: dict) -> str:
     rows = []
     for model, own in result["models"].items():
         rows.append(row(f"{model} (params.yaml)", "", own))
+        if model in result["seed_means"]:
+            m = result["seed_means"][model]
+            rows.append(row(f"{SEED_MEAN} (not a recipe)", f"mean probability of the {len(m['seeds'])} runs above", m))
         for name, r in result["recipes"].items():
             if r["model"] == model:
                 rows.append(row(name, "<br>".join(f"`{o}`" for o in r["overrides"]), r))
@@ -217,8 +228,9 @@ Each recipe's runs on the validation images of every fold{images}, pooled over t
 same images and seeds, and "per seed" is that accuracy difference seed by seed, which shows how much of a gain one
 more training seed keeps. Where the benchmark lacks a seed, params.yaml's runs are those of the recipe that sets
 only params.yaml's own values. Early stopping chose each run's epoch on these images, so every number leans
-optimistic alike: they rank recipes. "{ENSEMBLE}" is not a recipe: the mean of the probabilities of all the runs
-above, image by image, for what averaging trained networks gives. No test image was used. Made by
+optimistic alike: they rank recipes. "{SEED_MEAN}" and "{ENSEMBLE}" are not recipes: the mean of the
+probabilities of params.yaml's runs, and of all the runs above, image by image, for what averaging trained networks
+gives. No test image was used. Made by
 `dvc repro crossval/dvc.yaml:summarize_search` from crossval/search/ (docs/search.md).
 
 {tried}
