@@ -92,6 +92,7 @@ def test_seeds_the_benchmark_lacks_come_from_the_recipe_of_params_yamls_own_valu
     accuracy = {k: float(np.mean(p.argmax(axis=1) == labels)) for k, p in (("own1", own1), ("better1", better1))}
     own = result["models"]["m"]
     assert own["seeds"] == [0, 1]
+    assert own["accuracy_per_seed"] == pytest.approx({"0": search["accuracy"]["own"], "1": accuracy["own1"]})
     assert own["accuracy"]["value"] == pytest.approx((search["accuracy"]["own"] + accuracy["own1"]) / 2)
     better = result["recipes"]["better"]
     per_seed = {
@@ -110,6 +111,10 @@ def test_seeds_the_benchmark_lacks_come_from_the_recipe_of_params_yamls_own_valu
     table = markdown(result)
     assert "| better | `train.m.lr=3e-4` | 0, 1 |" in table
     assert "| seeds_averaged (not a recipe) | mean probability of the 2 runs above | 0, 1 |" in table
+    assert (
+        f"| m (params.yaml) | accuracy per seed: {search['accuracy']['own']:.2f}, {accuracy['own1']:.2f} | 0, 1 |"
+        in table
+    )
     _write_runs(root / "search" / "better", "m", files, labels, better1, seed=2)
     with pytest.raises(DataError, match=r"better: runs seed 2, which m as params.yaml .* lacks.*RECIPE=same SEEDS=2"):
         summarize_search(root / "validation", root / "search", FOLDS, [0], PARAMS, **STATS)

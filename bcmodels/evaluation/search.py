@@ -144,6 +144,7 @@ def summarize_search(
         summary = summarize([model], {model: own}, **stats)
         result["images"] = summary["images"]
         result["models"][model] = _entry(summary, model, own_seeds, own)
+        result["models"][model]["accuracy_per_seed"] = {str(s): _accuracy(own_runs[s]) for s in own_seeds}
         if len(own_seeds) > 1:
             averaged = replace(own, probs=own.probs.mean(axis=1, keepdims=True))
             summary = summarize([SEED_MEAN, model], {SEED_MEAN: averaged, model: own}, **stats)
@@ -205,7 +206,9 @@ def markdown(result: dict) -> str:
 
     rows = []
     for model, own in result["models"].items():
-        rows.append(row(f"{model} (params.yaml)", "", own))
+        per_seed = ", ".join(f"{v:.2f}" for v in own["accuracy_per_seed"].values())
+        settings = f"accuracy per seed: {per_seed}" if len(own["seeds"]) > 1 else ""
+        rows.append(row(f"{model} (params.yaml)", settings, own))
         if model in result["seed_means"]:
             m = result["seed_means"][model]
             rows.append(row(f"{SEED_MEAN} (not a recipe)", f"mean probability of the {len(m['seeds'])} runs above", m))
