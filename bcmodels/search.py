@@ -4,9 +4,8 @@ the validation folds only, recorded as a DVC experiment (docs/search.md).
 crossval/search/<name>/overrides.txt holds the recipe: the params.yaml settings it changes, one `key=value` a
 line. The recipe runs as `dvc exp run --temp -S <each line>` on the model's train and validate stages of
 crossval/dvc.yaml (every fold of crossval.folds, for each seed of crossval.seeds or of --seeds), in a copy of the
-project, so that
-params.yaml and dvc.lock of the workspace stay as they are; the experiment keeps the checkpoints and every
-setting (`dvc exp show`). Its validation predictions are then copied from the experiment into
+project, so that params.yaml and dvc.lock of the workspace stay as they are; the experiment keeps the checkpoints
+and every setting (`dvc exp show`). Its validation predictions are then copied from the experiment into
 crossval/search/<name>/, where `dvc repro crossval/dvc.yaml:summarize_search` compares every recipe with the
 model as params.yaml trains it. No test image is predicted.
 """
