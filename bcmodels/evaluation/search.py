@@ -132,8 +132,8 @@ def summarize_search(
         if len(same) > 1:
             raise DataError(f"{search}: {', '.join(same)} all set only params.yaml's own values; keep one of them")
         own_runs = {s: load_out_of_fold(validation, model, folds, [s]) for s in seeds}
-        runs = {(name, s): load_out_of_fold(search / name, model, folds, [s]) for name in names
-                for s in recipe_seeds(search / name)}  # fmt: skip
+        ran = {name: recipe_seeds(search / name) for name in names}
+        runs = {(name, s): load_out_of_fold(search / name, model, folds, [s]) for name in names for s in ran[name]}
         for (name, s), run in runs.items():
             if name in same and s not in own_runs:
                 own_runs[s] = run
@@ -147,44 +147,42 @@ def summarize_search(
         result["models"][model]["accuracy_per_seed"] = {str(s): _accuracy(own_runs[s]) for s in own_seeds}
         if len(own_seeds) > 1:
             averaged = replace(own, probs=own.probs.mean(axis=1, keepdims=True))
-            summary = summarize([SEED_MEAN, model], {SEED_MEAN: averaged, model: own}, **stats)
-            entry = _entry(summary, SEED_MEAN, own_seeds, averaged)
-            entry["minus_params_yaml"] = summary["paired"][f"{SEED_MEAN}_vs_{model}"]
-            result["seed_means"][model] = entry
+            result["seed_means"][model] = _against_own(SEED_MEAN, averaged, own_seeds, model, own, stats)
         for name in names:
-            ran = recipe_seeds(search / name)
-            missing = [s for s in ran if s not in own_runs]
+            missing = [s for s in ran[name] if s not in own_runs]
             if missing:
                 recipe = same[0] if same else "<a recipe that sets only params.yaml's own values>"
                 raise DataError(
                     f"{search / name}: runs seed {missing[0]}, which {model} as params.yaml trains it lacks; run "
                     f"params.yaml's recipe with it: `make search RECIPE={recipe} SEEDS={missing[0]}`"
                 )
-            compared = [s for s in ran if name not in same or s in seeds]  # the rest stand in for params.yaml's
+            compared = [s for s in ran[name] if name not in same or s in seeds]  # the rest stand in for params.yaml's
             members += [runs[name, s] for s in compared]
             labels += [f"{name} seed {s}" for s in compared]
             if not compared:
                 continue
             recipe = _pool_seeds([runs[name, s] for s in compared])
             baseline = _pool_seeds([own_runs[s] for s in compared])
-            summary = summarize([name, model], {name: recipe, model: baseline}, **stats)
-            entry = _entry(summary, name, compared, recipe)
-            entry["minus_params_yaml"] = summary["paired"][f"{name}_vs_{model}"]
+            entry = _against_own(name, recipe, compared, model, baseline, stats)
             entry["accuracy_minus_params_yaml_per_seed"] = {
                 str(s): _accuracy(runs[name, s]) - _accuracy(own_runs[s]) for s in compared
             }
             result["recipes"][name] = {"model": model, "overrides": overrides[name], **entry}
         ensemble = replace(own, probs=np.concatenate([m.probs for m in members], axis=1).mean(axis=1, keepdims=True))
-        summary = summarize([ENSEMBLE, model], {ENSEMBLE: ensemble, model: own}, **stats)
-        entry = _entry(summary, ENSEMBLE, [], ensemble)
-        entry["minus_params_yaml"] = summary["paired"][f"{ENSEMBLE}_vs_{model}"]
-        result["ensembles"][model] = {"of": labels, **entry}
+        result["ensembles"][model] = {"of": labels, **_against_own(ENSEMBLE, ensemble, [], model, own, stats)}
     return result
 
 
 def _entry(summary: dict, name: str, seeds: list[int], oof: OutOfFold) -> dict:
     keys = (*SUMMARY_METRICS, *(f"recall_{c}" for c in oof.classes))
     return {"seeds": seeds, **{k: summary["models"][name][k] for k in keys}}
+
+
+def _against_own(name: str, oof: OutOfFold, seeds: list[int], model: str, own: OutOfFold, stats: dict) -> dict:
+    """A row's pooled numbers and its paired difference with model's params.yaml runs own (the same images); name is
+    never a model's (recipes() refuses it)."""
+    summary = summarize([name, model], {name: oof, model: own}, **stats)
+    return {**_entry(summary, name, seeds, oof), "minus_params_yaml": summary["paired"][f"{name}_vs_{model}"]}
 
 
 def markdown(result: dict) -> str:
